@@ -1,0 +1,71 @@
+//! Command-line definitions. Each subcommand owns its argument struct in
+//! `commands/<name>.rs`; this file only lists them.
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Parser, Subcommand};
+
+use crate::commands;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "osforge",
+    version,
+    about = "Bootable OS image factory: profiles in, ISO / qcow2 / squashfs out"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every subcommand understands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalArgs {
+    /// Print nothing but errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Print a machine-readable JSON summary on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a squashfs 4.0 image from a directory or a tar stream.
+    Squashfs(commands::squashfs::Args),
+}
+
+/// Turns clap's multi-line error into the one line osforge prints for every bad input:
+/// what was wrong, with which argument, and what was expected.
+pub fn parse_error_line(err: &clap::Error) -> String {
+    let arg = match err.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let value = match err.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let valid = match err.get(ContextKind::ValidValue) {
+        Some(ContextValue::Strings(v)) => v.join(", "),
+        _ => String::new(),
+    };
+    match err.kind() {
+        ErrorKind::InvalidValue if !valid.is_empty() => {
+            format!("invalid value '{value}' for '{arg}': expected one of {valid}")
+        }
+        ErrorKind::ValueValidation => {
+            let cause = std::error::Error::source(err)
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            format!("invalid value '{value}' for '{arg}': {cause}")
+        }
+        _ => {
+            // Fall back to clap's own first line, minus its "error: " prefix.
+            let rendered = err.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            first.trim_start_matches("error: ").to_string()
+        }
+    }
+}

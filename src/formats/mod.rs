@@ -1,0 +1,16 @@
+//! On-disk formats osforge writes itself. Each module is a library that knows
+//! nothing of profiles or the pipeline and writes to a file or `Write + Seek`.
+
+pub mod squashfs;
+
+/// Receives progress from long-running writers (bytes of input consumed).
+pub trait Progress: Send + Sync {
+    fn advance(&self, bytes: u64);
+}
+
+/// For callers that do not show progress.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn advance(&self, _bytes: u64) {}
+}

@@ -1,0 +1,1025 @@
+//! File data: blocks compressed in parallel, written in a deterministic order.
+//!
+//! ```text
+//!  caller thread (reads files, in the order they are added)
+//!    │  each data block or fragment block is a Job with a sequence number;
+//!    │  control items (file start/end, sparse block, discard, sync) get one too
+//!    ├──► N workers: compress ──┐
+//!    └──────────────────────────┴──► writer thread: reorders by sequence number,
+//!                                     writes, records where everything landed
+//! ```
+//!
+//! Only the caller thread decides what goes where, so the image is the same
+//! whatever the number of workers. Memory is bounded by a fixed number of
+//! tokens: a job needs one to be dispatched and the writer returns it once the
+//! block is written.
+//!
+//! Duplicates are found by size and a 128-bit hash, then confirmed byte for byte
+//! against what was written: files up to [`IN_MEMORY_MAX`] are held while being
+//! checked, so a duplicate costs no compression at all; larger files stream
+//! through and, when they turn out to be duplicates, the writer rewinds over them.
+//! Compressed blocks compare as the data they encode: the compressors are
+//! deterministic, and equal compressed bytes always decode to equal data.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use xxhash_rust::xxh3::{Xxh3, xxh3_128};
+
+use super::Error;
+use super::compressor::{Codec, CodecSettings};
+use crate::formats::Progress;
+
+/// Set in a block's size word when the block is stored uncompressed.
+pub(crate) const UNCOMPRESSED_BIT: u32 = 1 << 24;
+/// Files up to this size are read whole before anything is dispatched.
+pub(crate) const IN_MEMORY_MAX: u64 = 4 << 20;
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// Where a file's tail lives: which fragment block, and where in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FragmentRef {
+    pub index: u32,
+    pub offset: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FragmentEntry {
+    pub start: u64,
+    pub size_word: u32,
+}
+
+/// Everything an inode needs to find a file's data.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FileLayout {
+    pub size: u64,
+    pub blocks_start: u64,
+    pub block_sizes: Vec<u32>,
+    pub fragment: Option<FragmentRef>,
+    /// Bytes in all-zero blocks that take no space.
+    pub sparse_bytes: u64,
+}
+
+/// A regular file's contents as the data pipeline reads them.
+pub enum FileContent<'a> {
+    /// An open file: read with positional reads, holes skipped with SEEK_DATA.
+    File(&'a File),
+    /// A stream (a tar member): read once, in order.
+    Reader(&'a mut dyn Read),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DataOptions {
+    pub block_size: usize,
+    pub jobs: usize,
+    pub fragments: bool,
+    pub tail_ends: bool,
+    pub dedup: bool,
+    /// Absolute offset where the first data block goes.
+    pub data_start: u64,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DataStats {
+    pub files: u64,
+    pub bytes_in: u64,
+    pub duplicate_files: u64,
+    pub duplicate_bytes: u64,
+    pub sparse_bytes: u64,
+    pub fragment_blocks: u32,
+}
+
+pub(crate) struct DataResult {
+    pub file: File,
+    pub end: u64,
+    pub layouts: Vec<FileLayout>,
+    pub fragments: Vec<FragmentEntry>,
+    pub stats: DataStats,
+}
+
+#[derive(Clone, Copy)]
+enum Blocks {
+    None,
+    Own { end_seq: u64 },
+    SameAs(u32),
+}
+
+struct FileRecord {
+    size: u64,
+    fragment: Option<FragmentRef>,
+    sparse_bytes: u64,
+    blocks: Blocks,
+}
+
+#[derive(Debug, Clone, Default)]
+struct BlockList {
+    start: u64,
+    sizes: Vec<u32>,
+}
+
+#[derive(Default)]
+struct SharedState {
+    blocks: Vec<Option<BlockList>>,
+    fragments: Vec<Option<FragmentEntry>>,
+    /// Every item up to this sequence number is on disk.
+    flushed_seq: Option<u64>,
+    failed: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<SharedState>,
+    cond: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SharedState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+enum Payload {
+    Block {
+        data: Vec<u8>,
+        size_word: u32,
+    },
+    Fragment {
+        index: u32,
+        data: Vec<u8>,
+        size_word: u32,
+    },
+    FileStart(u32),
+    SparseBlock,
+    FileEnd(u32),
+    Discard(u32),
+    Sync,
+    Failed(Error),
+}
+
+struct Job {
+    seq: u64,
+    fragment: Option<u32>,
+    data: Vec<u8>,
+}
+
+struct Packer {
+    buf: Vec<u8>,
+    index: u32,
+}
+
+pub(crate) struct DataPipeline {
+    opts: DataOptions,
+    next_seq: u64,
+    jobs_tx: Option<Sender<Job>>,
+    items_tx: Option<Sender<(u64, Payload)>>,
+    tokens: Receiver<()>,
+    pool: (Sender<Vec<u8>>, Receiver<Vec<u8>>),
+    workers: Vec<JoinHandle<()>>,
+    writer: Option<JoinHandle<Result<(File, u64), Error>>>,
+    shared: Arc<Shared>,
+    records: Vec<FileRecord>,
+    seen: HashMap<(u64, u128), Vec<u32>>,
+    packer: Packer,
+    fragment_seqs: Vec<u64>,
+    last_sync: Option<u64>,
+    codec: Codec,
+    readback: File,
+    fragment_cache: Option<(u32, Vec<u8>)>,
+    stats: DataStats,
+}
+
+impl DataPipeline {
+    pub fn new(
+        mut file: File,
+        settings: CodecSettings,
+        opts: DataOptions,
+    ) -> Result<DataPipeline, Error> {
+        file.seek(SeekFrom::Start(opts.data_start))
+            .map_err(Error::Writing)?;
+        let readback = file.try_clone().map_err(Error::Writing)?;
+        let shared = Arc::new(Shared::default());
+        let (jobs_tx, jobs_rx) = unbounded::<Job>();
+        let (items_tx, items_rx) = unbounded::<(u64, Payload)>();
+        let token_count = opts.jobs * 2 + 2;
+        let (tokens_tx, tokens) = bounded(token_count);
+        for _ in 0..token_count {
+            tokens_tx.send(()).expect("channel sized for all tokens");
+        }
+        let pool = unbounded::<Vec<u8>>();
+
+        let mut workers = Vec::with_capacity(opts.jobs);
+        for n in 0..opts.jobs {
+            let mut codec = Codec::new(settings)?;
+            let (jobs_rx, items_tx, pool_tx, pool_rx) = (
+                jobs_rx.clone(),
+                items_tx.clone(),
+                pool.0.clone(),
+                pool.1.clone(),
+            );
+            let handle = std::thread::Builder::new()
+                .name(format!("sqfs-compress-{n}"))
+                .spawn(move || {
+                    for job in jobs_rx {
+                        let mut out = pool_rx.try_recv().unwrap_or_default();
+                        let payload = match codec.compress(&job.data, &mut out) {
+                            Ok(true) => {
+                                let _ = pool_tx.send(job.data);
+                                block_payload(job.fragment, out, None)
+                            }
+                            Ok(false) => {
+                                let _ = pool_tx.send(out);
+                                let raw_len = job.data.len() as u32 | UNCOMPRESSED_BIT;
+                                block_payload(job.fragment, job.data, Some(raw_len))
+                            }
+                            Err(e) => Payload::Failed(e),
+                        };
+                        if items_tx.send((job.seq, payload)).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .map_err(Error::Writing)?;
+            workers.push(handle);
+        }
+
+        let writer_shared = Arc::clone(&shared);
+        let pool_tx = pool.0.clone();
+        let data_start = opts.data_start;
+        let writer = std::thread::Builder::new()
+            .name("sqfs-writer".into())
+            .spawn(move || {
+                let mut w = Writer {
+                    file,
+                    disk_pos: data_start,
+                    buffered: Vec::with_capacity(WRITE_BUFFER),
+                    current: None,
+                    shared: writer_shared,
+                    tokens: tokens_tx,
+                    pool: pool_tx,
+                };
+                let result = w.run(items_rx);
+                if result.is_err() {
+                    w.shared.lock().failed = true;
+                    w.shared.cond.notify_all();
+                }
+                result.map(|pos| (w.file, pos))
+            })
+            .map_err(Error::Writing)?;
+
+        Ok(DataPipeline {
+            opts,
+            next_seq: 0,
+            jobs_tx: Some(jobs_tx),
+            items_tx: Some(items_tx),
+            tokens,
+            pool,
+            workers,
+            writer: Some(writer),
+            shared,
+            records: Vec::new(),
+            seen: HashMap::new(),
+            packer: Packer {
+                buf: Vec::new(),
+                index: 0,
+            },
+            fragment_seqs: Vec::new(),
+            last_sync: None,
+            codec: Codec::new(settings)?,
+            readback,
+            fragment_cache: None,
+            stats: DataStats::default(),
+        })
+    }
+
+    /// Reads one regular file of `size` bytes and queues its data. Returns the
+    /// id its inode will refer to.
+    pub fn add_file(
+        &mut self,
+        path: &[u8],
+        content: FileContent<'_>,
+        size: u64,
+        progress: &dyn Progress,
+    ) -> Result<u32, Error> {
+        let id = self.records.len() as u32;
+        self.stats.files += 1;
+        self.stats.bytes_in += size;
+        if size == 0 {
+            self.records.push(FileRecord {
+                size,
+                fragment: None,
+                sparse_bytes: 0,
+                blocks: Blocks::None,
+            });
+            return Ok(id);
+        }
+        let record = if size <= IN_MEMORY_MAX {
+            self.add_small(id, content, size)
+        } else {
+            self.add_large(id, content, size, progress)
+        }
+        .map_err(|e| match e {
+            Error::ReadingSource { source, .. } => Error::ReadingSource {
+                path: String::from_utf8_lossy(path).into_owned(),
+                source,
+            },
+            other => other,
+        })?;
+        if size <= IN_MEMORY_MAX {
+            progress.advance(size);
+        }
+        self.records.push(record);
+        Ok(id)
+    }
+
+    /// How the file is cut: the number of blocks and the length of the tail that
+    /// goes into a fragment (0 when it ends on a block or is stored as a block).
+    fn split(&self, size: u64) -> (u64, usize) {
+        let bs = self.opts.block_size as u64;
+        let tail = size % bs;
+        let tail_in_fragment =
+            self.opts.fragments && tail != 0 && (self.opts.tail_ends || size < bs);
+        if tail_in_fragment {
+            (size / bs, tail as usize)
+        } else {
+            (size.div_ceil(bs), 0)
+        }
+    }
+
+    fn add_small(
+        &mut self,
+        id: u32,
+        content: FileContent<'_>,
+        size: u64,
+    ) -> Result<FileRecord, Error> {
+        let mut data = vec![0u8; size as usize];
+        match content {
+            FileContent::File(f) => f.read_exact_at(&mut data, 0),
+            FileContent::Reader(r) => r.read_exact(&mut data),
+        }
+        .map_err(read_error)?;
+        let hash = xxh3_128(&data);
+        if self.opts.dedup {
+            for candidate in self.seen.get(&(size, hash)).cloned().unwrap_or_default() {
+                if self.matches_in_memory(candidate, &data)? {
+                    return Ok(self.duplicate_of(candidate));
+                }
+            }
+        }
+        let (blocks, tail_len) = self.split(size);
+        let bs = self.opts.block_size;
+        let mut sparse_bytes = 0;
+        let mut block_state = Blocks::None;
+        if blocks > 0 {
+            self.control(Payload::FileStart(id))?;
+            for chunk in data[..data.len() - tail_len].chunks(bs) {
+                if is_zero(chunk) {
+                    sparse_bytes += chunk.len() as u64;
+                    self.control(Payload::SparseBlock)?;
+                } else {
+                    let mut buf = self.buffer();
+                    buf.extend_from_slice(chunk);
+                    self.dispatch(buf, None)?;
+                }
+            }
+            block_state = Blocks::Own {
+                end_seq: self.control(Payload::FileEnd(id))?,
+            };
+        }
+        let fragment = if tail_len > 0 {
+            Some(self.pack_tail(&data[data.len() - tail_len..])?)
+        } else {
+            None
+        };
+        self.stats.sparse_bytes += sparse_bytes;
+        if self.opts.dedup {
+            self.seen.entry((size, hash)).or_default().push(id);
+        }
+        Ok(FileRecord {
+            size,
+            fragment,
+            sparse_bytes,
+            blocks: block_state,
+        })
+    }
+
+    fn add_large(
+        &mut self,
+        id: u32,
+        content: FileContent<'_>,
+        size: u64,
+        progress: &dyn Progress,
+    ) -> Result<FileRecord, Error> {
+        let (blocks, tail_len) = self.split(size);
+        let bs = self.opts.block_size as u64;
+        let mut hasher = Xxh3::new();
+        let mut sparse_bytes = 0;
+        let mut reader = BlockReader::new(content);
+        self.control(Payload::FileStart(id))?;
+        for i in 0..blocks {
+            let start = i * bs;
+            let len = bs.min(size - start) as usize;
+            let mut buf = self.buffer();
+            let is_hole = reader.read_block(start, len, &mut buf)?;
+            if is_hole || is_zero(&buf) {
+                // The hash sees a marker, not the zeros: holes need not be read.
+                hasher.update(b"\0osforge-sparse-block\0");
+                sparse_bytes += len as u64;
+                self.pool.0.send(buf).ok();
+                self.control(Payload::SparseBlock)?;
+            } else {
+                hasher.update(&buf);
+                self.dispatch(buf, None)?;
+            }
+            progress.advance(len as u64);
+        }
+        let end_seq = self.control(Payload::FileEnd(id))?;
+        let mut tail = Vec::with_capacity(tail_len);
+        reader.read_block(blocks * bs, tail_len, &mut tail)?;
+        hasher.update(&tail);
+        progress.advance(tail_len as u64);
+        let hash = hasher.digest128();
+
+        if self.opts.dedup {
+            for candidate in self.seen.get(&(size, hash)).cloned().unwrap_or_default() {
+                if self.matches_streamed(candidate, id, end_seq, &tail)? {
+                    self.control(Payload::Discard(id))?;
+                    return Ok(self.duplicate_of(candidate));
+                }
+            }
+            self.seen.entry((size, hash)).or_default().push(id);
+        }
+        let fragment = if tail_len > 0 {
+            Some(self.pack_tail(&tail)?)
+        } else {
+            None
+        };
+        self.stats.sparse_bytes += sparse_bytes;
+        Ok(FileRecord {
+            size,
+            fragment,
+            sparse_bytes,
+            blocks: Blocks::Own { end_seq },
+        })
+    }
+
+    fn duplicate_of(&mut self, candidate: u32) -> FileRecord {
+        let c = &self.records[candidate as usize];
+        self.stats.duplicate_files += 1;
+        self.stats.duplicate_bytes += c.size;
+        let blocks = match c.blocks {
+            Blocks::None => Blocks::None,
+            _ => Blocks::SameAs(candidate),
+        };
+        FileRecord {
+            size: c.size,
+            fragment: c.fragment,
+            sparse_bytes: c.sparse_bytes,
+            blocks,
+        }
+    }
+
+    /// Byte-compares held data with an earlier file as written.
+    fn matches_in_memory(&mut self, candidate: u32, data: &[u8]) -> Result<bool, Error> {
+        let (blocks, fragment) = {
+            let c = &self.records[candidate as usize];
+            (c.blocks, c.fragment)
+        };
+        let bs = self.opts.block_size;
+        let mut offset = 0usize;
+        if let Blocks::Own { end_seq } = blocks {
+            let list = self.wait_for_blocks(candidate, end_seq)?;
+            let mut pos = list.start;
+            let mut plain = vec![0u8; bs];
+            let mut stored = Vec::new();
+            for &word in &list.sizes {
+                let len = bs.min(data.len() - offset);
+                let expected = &data[offset..offset + len];
+                offset += len;
+                if word == 0 {
+                    if !is_zero(expected) {
+                        return Ok(false);
+                    }
+                    continue;
+                }
+                let disk_len = (word & !UNCOMPRESSED_BIT) as usize;
+                stored.resize(disk_len, 0);
+                self.readback
+                    .read_exact_at(&mut stored, pos)
+                    .map_err(Error::Writing)?;
+                pos += disk_len as u64;
+                let same = if word & UNCOMPRESSED_BIT != 0 {
+                    stored == expected
+                } else {
+                    let n = self.codec.decompress(&stored, &mut plain)?;
+                    n == len && &plain[..n] == expected
+                };
+                if !same {
+                    return Ok(false);
+                }
+            }
+        }
+        match fragment {
+            Some(f) => self.fragment_matches(f, &data[offset..]),
+            None => Ok(offset == data.len()),
+        }
+    }
+
+    /// Compares a streamed file's written blocks with an earlier file's.
+    fn matches_streamed(
+        &mut self,
+        candidate: u32,
+        id: u32,
+        end_seq: u64,
+        tail: &[u8],
+    ) -> Result<bool, Error> {
+        let Blocks::Own {
+            end_seq: candidate_end,
+        } = self.records[candidate as usize].blocks
+        else {
+            return Ok(false);
+        };
+        let theirs = self.wait_for_blocks(candidate, candidate_end)?;
+        let ours = self.wait_for_blocks(id, end_seq)?;
+        if theirs.sizes != ours.sizes {
+            return Ok(false);
+        }
+        let mut remaining: u64 = ours
+            .sizes
+            .iter()
+            .map(|w| (w & !UNCOMPRESSED_BIT) as u64)
+            .sum();
+        let (mut a, mut b) = (vec![0u8; WRITE_BUFFER], vec![0u8; WRITE_BUFFER]);
+        let (mut pa, mut pb) = (theirs.start, ours.start);
+        while remaining > 0 {
+            let n = remaining.min(WRITE_BUFFER as u64) as usize;
+            self.readback
+                .read_exact_at(&mut a[..n], pa)
+                .map_err(Error::Writing)?;
+            self.readback
+                .read_exact_at(&mut b[..n], pb)
+                .map_err(Error::Writing)?;
+            if a[..n] != b[..n] {
+                return Ok(false);
+            }
+            (pa, pb, remaining) = (pa + n as u64, pb + n as u64, remaining - n as u64);
+        }
+        match self.records[candidate as usize].fragment {
+            Some(f) => self.fragment_matches(f, tail),
+            None => Ok(tail.is_empty()),
+        }
+    }
+
+    fn fragment_matches(&mut self, f: FragmentRef, expected: &[u8]) -> Result<bool, Error> {
+        let range = f.offset as usize..f.offset as usize + expected.len();
+        if f.index == self.packer.index && !self.packer.buf.is_empty() {
+            return Ok(self.packer.buf.get(range) == Some(expected));
+        }
+        if self.fragment_cache.as_ref().map(|(i, _)| *i) != Some(f.index) {
+            let entry = self.wait_for_fragment(f.index)?;
+            let disk_len = (entry.size_word & !UNCOMPRESSED_BIT) as usize;
+            let mut stored = vec![0u8; disk_len];
+            self.readback
+                .read_exact_at(&mut stored, entry.start)
+                .map_err(Error::Writing)?;
+            let plain = if entry.size_word & UNCOMPRESSED_BIT != 0 {
+                stored
+            } else {
+                let mut plain = vec![0u8; self.opts.block_size];
+                let n = self.codec.decompress(&stored, &mut plain)?;
+                plain.truncate(n);
+                plain
+            };
+            self.fragment_cache = Some((f.index, plain));
+        }
+        let (_, plain) = self.fragment_cache.as_ref().expect("filled above");
+        Ok(plain.get(range) == Some(expected))
+    }
+
+    /// Waits until everything up to `seq` is on disk, asking the writer to
+    /// flush if it has not yet.
+    fn wait_flushed(&mut self, seq: u64) -> Result<(), Error> {
+        if self.shared.lock().flushed_seq.is_some_and(|f| f >= seq) {
+            return Ok(());
+        }
+        if self.last_sync.is_none_or(|s| s < seq) {
+            self.last_sync = Some(self.control(Payload::Sync)?);
+        }
+        let shared = Arc::clone(&self.shared);
+        let mut state = shared.lock();
+        loop {
+            if state.failed {
+                drop(state);
+                return Err(self.pipeline_error());
+            }
+            if state.flushed_seq.is_some_and(|f| f >= seq) {
+                return Ok(());
+            }
+            state = shared.cond.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn wait_for_blocks(&mut self, file: u32, end_seq: u64) -> Result<BlockList, Error> {
+        self.wait_flushed(end_seq)?;
+        let state = self.shared.lock();
+        Ok(state
+            .blocks
+            .get(file as usize)
+            .cloned()
+            .flatten()
+            .expect("flushed file has its block list"))
+    }
+
+    fn wait_for_fragment(&mut self, index: u32) -> Result<FragmentEntry, Error> {
+        self.wait_flushed(self.fragment_seqs[index as usize])?;
+        let state = self.shared.lock();
+        Ok(state.fragments[index as usize].expect("flushed fragment has its entry"))
+    }
+
+    fn pack_tail(&mut self, tail: &[u8]) -> Result<FragmentRef, Error> {
+        if self.packer.buf.len() + tail.len() > self.opts.block_size {
+            self.flush_fragment()?;
+        }
+        let r = FragmentRef {
+            index: self.packer.index,
+            offset: self.packer.buf.len() as u32,
+        };
+        self.packer.buf.extend_from_slice(tail);
+        Ok(r)
+    }
+
+    fn flush_fragment(&mut self) -> Result<(), Error> {
+        if self.packer.buf.is_empty() {
+            return Ok(());
+        }
+        let mut next = self.buffer();
+        std::mem::swap(&mut next, &mut self.packer.buf);
+        let index = self.packer.index;
+        let seq = self.dispatch(next, Some(index))?;
+        self.fragment_seqs.push(seq);
+        self.packer.index += 1;
+        self.stats.fragment_blocks += 1;
+        Ok(())
+    }
+
+    fn buffer(&self) -> Vec<u8> {
+        let mut buf = self
+            .pool
+            .1
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(self.opts.block_size));
+        buf.clear();
+        buf
+    }
+
+    fn dispatch(&mut self, data: Vec<u8>, fragment: Option<u32>) -> Result<u64, Error> {
+        if self.tokens.recv().is_err() {
+            return Err(self.pipeline_error());
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let sent = self.jobs_tx.as_ref().map(|tx| {
+            tx.send(Job {
+                seq,
+                fragment,
+                data,
+            })
+            .is_ok()
+        });
+        if sent != Some(true) {
+            return Err(self.pipeline_error());
+        }
+        Ok(seq)
+    }
+
+    fn control(&mut self, payload: Payload) -> Result<u64, Error> {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let sent = self
+            .items_tx
+            .as_ref()
+            .map(|tx| tx.send((seq, payload)).is_ok());
+        if sent != Some(true) {
+            return Err(self.pipeline_error());
+        }
+        Ok(seq)
+    }
+
+    /// Stops the pipeline and returns the error that stopped the writer.
+    fn pipeline_error(&mut self) -> Error {
+        self.jobs_tx = None;
+        self.items_tx = None;
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        match self.writer.take().map(|w| w.join()) {
+            Some(Ok(Err(e))) => e,
+            _ => Error::PipelineStopped,
+        }
+    }
+
+    pub fn finish(mut self) -> Result<DataResult, Error> {
+        self.flush_fragment()?;
+        self.jobs_tx = None;
+        self.items_tx = None;
+        for w in self.workers.drain(..) {
+            w.join().map_err(|_| Error::PipelineStopped)?;
+        }
+        let (mut file, end) = self
+            .writer
+            .take()
+            .expect("writer runs until finish")
+            .join()
+            .map_err(|_| Error::PipelineStopped)??;
+        // A duplicate discarded at the very end leaves bytes past `end`.
+        file.set_len(end).map_err(Error::Writing)?;
+        file.seek(SeekFrom::Start(end)).map_err(Error::Writing)?;
+
+        let state = std::mem::take(&mut *self.shared.lock());
+        let fragments = state
+            .fragments
+            .into_iter()
+            .map(|f| f.expect("every fragment was written"))
+            .collect();
+        let lists = state.blocks;
+        let layouts = self
+            .records
+            .iter()
+            .enumerate()
+            .map(|(id, r)| {
+                let owner = match r.blocks {
+                    Blocks::None => None,
+                    Blocks::Own { .. } => Some(id),
+                    Blocks::SameAs(c) => Some(c as usize),
+                };
+                let list = owner
+                    .and_then(|o| lists.get(o).cloned().flatten())
+                    .unwrap_or_default();
+                FileLayout {
+                    size: r.size,
+                    blocks_start: if list.sizes.is_empty() { 0 } else { list.start },
+                    block_sizes: list.sizes,
+                    fragment: r.fragment,
+                    sparse_bytes: r.sparse_bytes,
+                }
+            })
+            .collect();
+        Ok(DataResult {
+            file,
+            end,
+            layouts,
+            fragments,
+            stats: self.stats,
+        })
+    }
+}
+
+fn block_payload(fragment: Option<u32>, data: Vec<u8>, raw_word: Option<u32>) -> Payload {
+    let size_word = raw_word.unwrap_or(data.len() as u32);
+    match fragment {
+        Some(index) => Payload::Fragment {
+            index,
+            data,
+            size_word,
+        },
+        None => Payload::Block { data, size_word },
+    }
+}
+
+/// Reads a file block by block; for open files, regions that SEEK_DATA reports
+/// as holes are not read at all.
+struct BlockReader<'a> {
+    content: FileContent<'a>,
+    /// Known data region `[start, end)` from the last SEEK_DATA/SEEK_HOLE pair.
+    data_region: Option<(u64, u64)>,
+    /// Known hole `[start, end)`.
+    hole: Option<(u64, u64)>,
+}
+
+impl<'a> BlockReader<'a> {
+    fn new(content: FileContent<'a>) -> Self {
+        BlockReader {
+            content,
+            data_region: None,
+            hole: None,
+        }
+    }
+
+    /// Fills `buf` with `len` bytes at `start`; returns true when the range is a
+    /// hole (then `buf` is left empty).
+    fn read_block(&mut self, start: u64, len: usize, buf: &mut Vec<u8>) -> Result<bool, Error> {
+        buf.clear();
+        if len == 0 {
+            return Ok(false);
+        }
+        if let FileContent::File(f) = &self.content {
+            let f: &'a File = f;
+            let end = start + len as u64;
+            if self.is_hole(f, start, end)? {
+                return Ok(true);
+            }
+            buf.resize(len, 0);
+            f.read_exact_at(buf, start).map_err(read_error)?;
+        } else if let FileContent::Reader(r) = &mut self.content {
+            buf.resize(len, 0);
+            r.read_exact(buf).map_err(read_error)?;
+        }
+        Ok(false)
+    }
+
+    fn is_hole(&mut self, f: &File, start: u64, end: u64) -> Result<bool, Error> {
+        if self
+            .data_region
+            .is_some_and(|(s, e)| s <= start && start < e)
+        {
+            return Ok(false);
+        }
+        if self.hole.is_some_and(|(s, e)| s <= start && end <= e) {
+            return Ok(true);
+        }
+        let fd = f.as_raw_fd();
+        // SAFETY: lseek on a valid descriptor; it only moves this descriptor's
+        // offset, which positional reads do not use.
+        let data = unsafe { libc::lseek(fd, start as libc::off_t, libc::SEEK_DATA) };
+        if data < 0 {
+            let err = std::io::Error::last_os_error();
+            return match err.raw_os_error() {
+                Some(libc::ENXIO) => {
+                    self.hole = Some((start, u64::MAX));
+                    Ok(true)
+                }
+                // Filesystems without SEEK_DATA: treat everything as data.
+                _ => {
+                    self.data_region = Some((start, u64::MAX));
+                    Ok(false)
+                }
+            };
+        }
+        let data = data as u64;
+        if data >= end {
+            self.hole = Some((start, data));
+            return Ok(true);
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(fd, data as libc::off_t, libc::SEEK_HOLE) };
+        let hole = if hole < 0 { u64::MAX } else { hole as u64 };
+        self.data_region = Some((start.min(data), hole));
+        Ok(false)
+    }
+}
+
+/// A read failure; the caller adds the path. A short read means the file
+/// changed size between stat and read.
+fn read_error(e: std::io::Error) -> Error {
+    let source = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        std::io::Error::other("file shrank while it was being read")
+    } else {
+        e
+    };
+    Error::ReadingSource {
+        path: String::new(),
+        source,
+    }
+}
+
+pub(crate) fn is_zero(buf: &[u8]) -> bool {
+    let mut chunks = buf.chunks_exact(64);
+    for c in &mut chunks {
+        if c.iter().fold(0u8, |a, &b| a | b) != 0 {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(|&b| b == 0)
+}
+
+/// The writer thread: puts items in sequence order and writes them.
+struct Writer {
+    file: File,
+    disk_pos: u64,
+    buffered: Vec<u8>,
+    current: Option<(u32, BlockList)>,
+    shared: Arc<Shared>,
+    tokens: Sender<()>,
+    pool: Sender<Vec<u8>>,
+}
+
+impl Writer {
+    fn run(&mut self, items: Receiver<(u64, Payload)>) -> Result<u64, Error> {
+        let mut next = 0u64;
+        let mut waiting: BTreeMap<u64, Payload> = BTreeMap::new();
+        for (seq, payload) in items {
+            waiting.insert(seq, payload);
+            while let Some(payload) = waiting.remove(&next) {
+                self.handle(next, payload)?;
+                next += 1;
+            }
+        }
+        self.flush(next.checked_sub(1))?;
+        Ok(self.pos())
+    }
+
+    fn pos(&self) -> u64 {
+        self.disk_pos + self.buffered.len() as u64
+    }
+
+    fn handle(&mut self, seq: u64, payload: Payload) -> Result<(), Error> {
+        match payload {
+            Payload::Block { data, size_word } => {
+                let (_, list) = self
+                    .current
+                    .as_mut()
+                    .expect("blocks come between FileStart and FileEnd");
+                list.sizes.push(size_word);
+                self.buffered.extend_from_slice(&data);
+                self.recycle(data);
+            }
+            Payload::Fragment {
+                index,
+                data,
+                size_word,
+            } => {
+                let entry = FragmentEntry {
+                    start: self.pos(),
+                    size_word,
+                };
+                self.buffered.extend_from_slice(&data);
+                self.recycle(data);
+                let mut state = self.shared.lock();
+                let slot = index as usize;
+                if state.fragments.len() <= slot {
+                    state.fragments.resize(slot + 1, None);
+                }
+                state.fragments[slot] = Some(entry);
+            }
+            Payload::FileStart(id) => {
+                self.current = Some((
+                    id,
+                    BlockList {
+                        start: self.pos(),
+                        sizes: Vec::new(),
+                    },
+                ))
+            }
+            Payload::SparseBlock => {
+                let (_, list) = self
+                    .current
+                    .as_mut()
+                    .expect("blocks come between FileStart and FileEnd");
+                list.sizes.push(0);
+            }
+            Payload::FileEnd(id) => {
+                let (started, list) = self.current.take().expect("FileEnd follows FileStart");
+                debug_assert_eq!(started, id);
+                let mut state = self.shared.lock();
+                let slot = id as usize;
+                if state.blocks.len() <= slot {
+                    state.blocks.resize(slot + 1, None);
+                }
+                state.blocks[slot] = Some(list);
+            }
+            Payload::Discard(id) => {
+                // Nothing was written after the discarded file: drop it whole.
+                let start = self.shared.lock().blocks[id as usize]
+                    .take()
+                    .expect("discarded file was written")
+                    .start;
+                self.flush(Some(seq))?;
+                self.file
+                    .seek(SeekFrom::Start(start))
+                    .map_err(Error::Writing)?;
+                self.disk_pos = start;
+            }
+            Payload::Sync => self.flush(Some(seq))?,
+            Payload::Failed(e) => return Err(e),
+        }
+        if self.buffered.len() >= WRITE_BUFFER {
+            self.flush(Some(seq))?;
+        }
+        Ok(())
+    }
+
+    fn recycle(&self, buf: Vec<u8>) {
+        let _ = self.pool.send(buf);
+        let _ = self.tokens.send(());
+    }
+
+    fn flush(&mut self, seq: Option<u64>) -> Result<(), Error> {
+        if !self.buffered.is_empty() {
+            self.file
+                .write_all(&self.buffered)
+                .map_err(Error::Writing)?;
+            self.disk_pos += self.buffered.len() as u64;
+            self.buffered.clear();
+        }
+        if let Some(seq) = seq {
+            self.shared.lock().flushed_seq = Some(seq);
+            self.shared.cond.notify_all();
+        }
+        Ok(())
+    }
+}

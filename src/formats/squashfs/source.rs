@@ -1,0 +1,284 @@
+//! Feeding a [`SquashfsWriter`] from a directory or a tar stream.
+//!
+//! A directory is scanned first (names, lstat, xattrs; no data), so the caller
+//! knows the total size for a progress bar, then added in sorted depth-first
+//! order. A tar stream is added in archive order as it is read: a root
+//! filesystem built in a user namespace keeps its owners in the tar (as with
+//! tar2sqfs), and nothing needs root to turn it into an image.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use super::{DeviceKind, EntryMeta, Error, FileContent, SquashfsWriter, Xattrs};
+
+enum ScanKind {
+    Directory,
+    File {
+        size: u64,
+    },
+    Symlink(Vec<u8>),
+    Device {
+        kind: DeviceKind,
+        major: u32,
+        minor: u32,
+    },
+    Fifo,
+    Socket,
+    /// A further name of an inode already scanned under this path.
+    HardLink(Vec<u8>),
+}
+
+struct ScanEntry {
+    /// Relative to the root; empty for the root itself.
+    path: Vec<u8>,
+    meta: EntryMeta,
+    kind: ScanKind,
+}
+
+/// A scanned directory tree, ready to be added.
+pub struct DirectorySource {
+    root: PathBuf,
+    entries: Vec<ScanEntry>,
+    /// Bytes of regular-file data (each hard-linked file once).
+    pub total_bytes: u64,
+}
+
+fn read_err(path: &Path, source: io::Error) -> Error {
+    Error::ReadingSource {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn meta_of(md: &std::fs::Metadata) -> EntryMeta {
+    EntryMeta {
+        mode: md.mode(),
+        uid: md.uid(),
+        gid: md.gid(),
+        mtime: md.mtime(),
+        xattrs: Vec::new(),
+    }
+}
+
+fn read_xattrs(path: &Path) -> Result<Xattrs, Error> {
+    let names = match xattr::list(path) {
+        Ok(names) => names,
+        // The filesystem has no xattrs at all.
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
+        Err(e) => return Err(read_err(path, e)),
+    };
+    let mut out = Vec::new();
+    for name in names {
+        // xattr::get does not follow symlinks (lgetxattr).
+        if let Some(value) = xattr::get(path, &name).map_err(|e| read_err(path, e))? {
+            out.push((name.as_bytes().to_vec(), value));
+        }
+    }
+    Ok(out)
+}
+
+impl DirectorySource {
+    /// Walks `root` without following symlinks. `with_xattrs: false` skips
+    /// reading them (faster when they will not be stored).
+    pub fn scan(root: &Path, with_xattrs: bool) -> Result<DirectorySource, Error> {
+        let md = std::fs::symlink_metadata(root).map_err(|e| read_err(root, e))?;
+        if !md.is_dir() {
+            return Err(read_err(root, io::Error::other("not a directory")));
+        }
+        let mut root_meta = meta_of(&md);
+        if with_xattrs {
+            root_meta.xattrs = read_xattrs(root)?;
+        }
+        let mut entries = vec![ScanEntry {
+            path: Vec::new(),
+            meta: root_meta,
+            kind: ScanKind::Directory,
+        }];
+        let mut total_bytes = 0;
+        let mut first_names: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+        // Explicit stack of directories still to list: deep trees cannot
+        // overflow the call stack. Children are pushed in reverse so they pop
+        // in sorted order.
+        let mut pending: Vec<Vec<u8>> = vec![Vec::new()];
+        while let Some(dir_rel) = pending.pop() {
+            let dir_path = root.join(OsStr::from_bytes(&dir_rel));
+            let mut names: Vec<Vec<u8>> = std::fs::read_dir(&dir_path)
+                .map_err(|e| read_err(&dir_path, e))?
+                .map(|e| e.map(|e| e.file_name().as_bytes().to_vec()))
+                .collect::<Result<_, _>>()
+                .map_err(|e| read_err(&dir_path, e))?;
+            names.sort();
+            let mut subdirs = Vec::new();
+            for name in names {
+                let rel = if dir_rel.is_empty() {
+                    name.clone()
+                } else {
+                    [&dir_rel[..], b"/", &name].concat()
+                };
+                let full = root.join(OsStr::from_bytes(&rel));
+                let md = std::fs::symlink_metadata(&full).map_err(|e| read_err(&full, e))?;
+                let mut meta = meta_of(&md);
+                if with_xattrs {
+                    meta.xattrs = read_xattrs(&full)?;
+                }
+                let ft = md.file_type();
+                let kind = if ft.is_dir() {
+                    subdirs.push(rel.clone());
+                    ScanKind::Directory
+                } else if md.nlink() > 1
+                    && let Some(first) = first_names.get(&(md.dev(), md.ino()))
+                {
+                    ScanKind::HardLink(first.clone())
+                } else {
+                    if md.nlink() > 1 {
+                        first_names.insert((md.dev(), md.ino()), rel.clone());
+                    }
+                    if ft.is_file() {
+                        total_bytes += md.len();
+                        ScanKind::File { size: md.len() }
+                    } else if ft.is_symlink() {
+                        let target = std::fs::read_link(&full).map_err(|e| read_err(&full, e))?;
+                        ScanKind::Symlink(target.as_os_str().as_bytes().to_vec())
+                    } else if ft.is_block_device() || ft.is_char_device() {
+                        let rdev = md.rdev();
+                        let kind = if ft.is_block_device() {
+                            DeviceKind::Block
+                        } else {
+                            DeviceKind::Char
+                        };
+                        ScanKind::Device {
+                            kind,
+                            major: libc::major(rdev),
+                            minor: libc::minor(rdev),
+                        }
+                    } else if ft.is_fifo() {
+                        ScanKind::Fifo
+                    } else {
+                        ScanKind::Socket
+                    }
+                };
+                entries.push(ScanEntry {
+                    path: rel,
+                    meta,
+                    kind,
+                });
+            }
+            // Depth-first: the first subdirectory is listed next.
+            pending.extend(subdirs.into_iter().rev());
+        }
+        Ok(DirectorySource {
+            root: root.to_path_buf(),
+            entries,
+            total_bytes,
+        })
+    }
+
+    pub fn entry_count(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Adds every scanned entry, reading file data now.
+    pub fn add_to(self, writer: &mut SquashfsWriter) -> Result<(), Error> {
+        for e in &self.entries {
+            match &e.kind {
+                ScanKind::Directory => writer.add_directory(&e.path, &e.meta)?,
+                ScanKind::File { size } => {
+                    let full = self.root.join(OsStr::from_bytes(&e.path));
+                    let file = File::open(&full).map_err(|err| read_err(&full, err))?;
+                    writer.add_file(&e.path, &e.meta, FileContent::File(&file), *size)?;
+                }
+                ScanKind::Symlink(target) => writer.add_symlink(&e.path, &e.meta, target)?,
+                ScanKind::Device { kind, major, minor } => {
+                    writer.add_device(&e.path, &e.meta, *kind, *major, *minor)?
+                }
+                ScanKind::Fifo => writer.add_fifo(&e.path, &e.meta)?,
+                ScanKind::Socket => writer.add_socket(&e.path, &e.meta)?,
+                ScanKind::HardLink(first) => writer.add_hard_link(&e.path, first)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Adds every member of a tar stream (ustar, GNU or pax; GNU sparse members;
+/// pax `SCHILY.xattr.*` records as written by GNU tar and mmdebstrap).
+pub fn add_tar<R: Read>(writer: &mut SquashfsWriter, reader: R) -> Result<u64, Error> {
+    let mut archive = tar::Archive::new(reader);
+    let tar_err = |source: io::Error| Error::ReadingSource {
+        path: "tar stream".into(),
+        source,
+    };
+    let mut count = 0;
+    for entry in archive.entries().map_err(tar_err)? {
+        let mut entry = entry.map_err(tar_err)?;
+        let path = entry.path_bytes().into_owned();
+        let member_err = |source: io::Error| Error::ReadingSource {
+            path: format!("tar member {}", String::from_utf8_lossy(&path)),
+            source,
+        };
+        let header = entry.header().clone();
+        let mut meta = EntryMeta {
+            mode: header.mode().map_err(member_err)?,
+            uid: header.uid().map_err(member_err)? as u32,
+            gid: header.gid().map_err(member_err)? as u32,
+            mtime: header.mtime().map_err(member_err)? as i64,
+            xattrs: Vec::new(),
+        };
+        if let Some(pax) = entry.pax_extensions().map_err(member_err)? {
+            for ext in pax {
+                let ext = ext.map_err(member_err)?;
+                let key = ext.key_bytes();
+                if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                    meta.xattrs
+                        .push((name.to_vec(), ext.value_bytes().to_vec()));
+                } else if key == b"mtime" {
+                    // pax times may carry a fraction: keep whole seconds
+                    let text = String::from_utf8_lossy(ext.value_bytes());
+                    let whole = text.split('.').next().unwrap_or("");
+                    meta.mtime = whole.parse().map_err(|_| {
+                        member_err(io::Error::other(format!("bad pax mtime '{text}'")))
+                    })?;
+                }
+            }
+        }
+        let link_target = || {
+            entry
+                .link_name_bytes()
+                .map(|l| l.into_owned())
+                .unwrap_or_default()
+        };
+        use tar::EntryType as T;
+        match header.entry_type() {
+            T::Regular | T::Continuous | T::GNUSparse => {
+                let size = entry.size();
+                writer.add_file(&path, &meta, FileContent::Reader(&mut entry), size)?;
+            }
+            T::Directory => writer.add_directory(&path, &meta)?,
+            T::Symlink => writer.add_symlink(&path, &meta, &link_target())?,
+            T::Link => writer.add_hard_link(&path, &link_target())?,
+            T::Char | T::Block => {
+                let major = header.device_major().map_err(member_err)?.unwrap_or(0);
+                let minor = header.device_minor().map_err(member_err)?.unwrap_or(0);
+                let kind = if header.entry_type() == T::Block {
+                    DeviceKind::Block
+                } else {
+                    DeviceKind::Char
+                };
+                writer.add_device(&path, &meta, kind, major, minor)?;
+            }
+            T::Fifo => writer.add_fifo(&path, &meta)?,
+            other => {
+                return Err(member_err(io::Error::other(format!(
+                    "unsupported tar entry type {other:?}"
+                ))));
+            }
+        }
+        count += 1;
+    }
+    Ok(count)
+}

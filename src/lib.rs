@@ -1,0 +1,11 @@
+//! osforge: a profile-driven factory for bootable OS images.
+//!
+//! The pipeline is `profile → rootfs → configure → artifacts → publish`; the on-disk
+//! formats it writes live in [`formats`] and know nothing of profiles, so each is
+//! also usable on its own (`osforge squashfs`, ...), the way mkfs tools are.
+
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod formats;
+pub mod util;

@@ -1,0 +1,48 @@
+//! Removal of half-written outputs when osforge is interrupted.
+//!
+//! Outputs are written to a temporary file beside their final path and renamed at
+//! the end ([`super::output::AtomicOutput`]). Destructors do not run when SIGINT or
+//! SIGTERM kills the process, so every temporary path is registered here and the
+//! signal handler removes them before exiting with 128 + signal.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+pub fn register(path: &Path) {
+    PENDING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(path.to_path_buf());
+}
+
+pub fn unregister(path: &Path) {
+    let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(i) = pending.iter().rposition(|p| p == path) {
+        pending.swap_remove(i);
+    }
+}
+
+/// Removes every registered path now (files or directory trees).
+pub fn remove_all() {
+    let pending = std::mem::take(&mut *PENDING.lock().unwrap_or_else(|e| e.into_inner()));
+    for path in pending {
+        if path.is_dir() {
+            let _ = std::fs::remove_dir_all(&path);
+        } else {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+/// Installs the SIGINT/SIGTERM/SIGHUP handler. Safe to call more than once.
+pub fn install_signal_handler() {
+    let _ = ctrlc::set_handler(|| {
+        remove_all();
+        eprintln!("osforge: interrupted; partial outputs removed");
+        // 130 is what shells report for SIGINT; used for SIGTERM too since ctrlc
+        // does not say which signal arrived.
+        std::process::exit(130);
+    });
+}
