@@ -91,6 +91,8 @@ pub struct DataStats {
     pub bytes_in: u64,
     pub duplicate_files: u64,
     pub duplicate_bytes: u64,
+    /// Files that share another file's blocks but have a tail of their own.
+    pub partial_duplicate_files: u64,
     pub sparse_bytes: u64,
     pub fragment_blocks: u32,
 }
@@ -101,6 +103,15 @@ pub(crate) struct DataResult {
     pub layouts: Vec<FileLayout>,
     pub fragments: Vec<FragmentEntry>,
     pub stats: DataStats,
+}
+
+/// Duplicates are looked up by whole content, and by block list alone (two
+/// files of one size whose blocks match but whose tails differ share the
+/// blocks, as mksquashfs does).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Dedup {
+    Whole,
+    Blocks,
 }
 
 #[derive(Clone, Copy)]
@@ -168,9 +179,20 @@ struct Job {
     data: Vec<u8>,
 }
 
+/// An open fragment block. Its index is taken when the first tail goes in.
+#[derive(Default)]
 struct Packer {
     buf: Vec<u8>,
-    index: u32,
+    index: Option<u32>,
+}
+
+/// Tails of files larger than a block (often binaries or already compressed
+/// data) fill fragment blocks of their own, apart from whole small files
+/// (mostly text and configuration): each kind compresses better among its own.
+#[derive(Clone, Copy)]
+enum TailKind {
+    SmallFile = 0,
+    LargeFileTail = 1,
 }
 
 pub(crate) struct DataPipeline {
@@ -184,9 +206,11 @@ pub(crate) struct DataPipeline {
     writer: Option<JoinHandle<Result<(File, u64), Error>>>,
     shared: Arc<Shared>,
     records: Vec<FileRecord>,
-    seen: HashMap<(u64, u128), Vec<u32>>,
-    packer: Packer,
-    fragment_seqs: Vec<u64>,
+    seen: HashMap<(Dedup, u64, u128), Vec<u32>>,
+    packers: [Packer; 2],
+    next_fragment: u32,
+    /// Sequence number of each dispatched fragment block, by index.
+    fragment_seqs: Vec<Option<u64>>,
     last_sync: Option<u64>,
     codec: Codec,
     readback: File,
@@ -284,10 +308,8 @@ impl DataPipeline {
             shared,
             records: Vec::new(),
             seen: HashMap::new(),
-            packer: Packer {
-                buf: Vec::new(),
-                index: 0,
-            },
+            packers: Default::default(),
+            next_fragment: 0,
             fragment_seqs: Vec::new(),
             last_sync: None,
             codec: Codec::new(settings)?,
@@ -363,43 +385,61 @@ impl DataPipeline {
             FileContent::Reader(r) => r.read_exact(&mut data),
         }
         .map_err(read_error)?;
-        let hash = xxh3_128(&data);
+        let (blocks, tail_len) = self.split(size);
+        let split_at = data.len() - tail_len;
+        let blocks_hash = xxh3_128(&data[..split_at]);
+        let whole_hash = combine_hashes(blocks_hash, &data[split_at..]);
         if self.opts.dedup {
-            for candidate in self.seen.get(&(size, hash)).cloned().unwrap_or_default() {
-                if self.matches_in_memory(candidate, &data)? {
+            for candidate in self.candidates(Dedup::Whole, size, whole_hash) {
+                if self.matches_in_memory(candidate, &data, true)? {
                     return Ok(self.duplicate_of(candidate));
                 }
             }
         }
-        let (blocks, tail_len) = self.split(size);
-        let bs = self.opts.block_size;
-        let mut sparse_bytes = 0;
-        let mut block_state = Blocks::None;
-        if blocks > 0 {
-            self.control(Payload::FileStart(id))?;
-            for chunk in data[..data.len() - tail_len].chunks(bs) {
-                if is_zero(chunk) {
-                    sparse_bytes += chunk.len() as u64;
-                    self.control(Payload::SparseBlock)?;
-                } else {
-                    let mut buf = self.buffer();
-                    buf.extend_from_slice(chunk);
-                    self.dispatch(buf, None)?;
+        let mut shared = None;
+        if self.opts.dedup && blocks > 0 {
+            for candidate in self.candidates(Dedup::Blocks, size, blocks_hash) {
+                if self.matches_in_memory(candidate, &data, false)? {
+                    shared = Some(candidate);
+                    break;
                 }
             }
-            block_state = Blocks::Own {
-                end_seq: self.control(Payload::FileEnd(id))?,
-            };
         }
+        let bs = self.opts.block_size;
+        let (block_state, sparse_bytes) = match shared {
+            Some(owner) => (
+                self.share_blocks_of(owner, split_at as u64),
+                self.records[owner as usize].sparse_bytes,
+            ),
+            None if blocks > 0 => {
+                let mut sparse_bytes = 0;
+                self.control(Payload::FileStart(id))?;
+                for chunk in data[..split_at].chunks(bs) {
+                    if is_zero(chunk) {
+                        sparse_bytes += chunk.len() as u64;
+                        self.control(Payload::SparseBlock)?;
+                    } else {
+                        let mut buf = self.buffer();
+                        buf.extend_from_slice(chunk);
+                        self.dispatch(buf, None)?;
+                    }
+                }
+                self.stats.sparse_bytes += sparse_bytes;
+                (
+                    Blocks::Own {
+                        end_seq: self.control(Payload::FileEnd(id))?,
+                    },
+                    sparse_bytes,
+                )
+            }
+            None => (Blocks::None, 0),
+        };
         let fragment = if tail_len > 0 {
-            Some(self.pack_tail(&data[data.len() - tail_len..])?)
+            Some(self.pack_tail(&data[split_at..], tail_kind(size, self.opts.block_size))?)
         } else {
             None
         };
-        self.stats.sparse_bytes += sparse_bytes;
-        if self.opts.dedup {
-            self.seen.entry((size, hash)).or_default().push(id);
-        }
+        self.remember(id, size, whole_hash, blocks_hash, block_state);
         Ok(FileRecord {
             size,
             fragment,
@@ -441,31 +481,81 @@ impl DataPipeline {
         let end_seq = self.control(Payload::FileEnd(id))?;
         let mut tail = Vec::with_capacity(tail_len);
         reader.read_block(blocks * bs, tail_len, &mut tail)?;
-        hasher.update(&tail);
         progress.advance(tail_len as u64);
-        let hash = hasher.digest128();
+        let blocks_hash = hasher.digest128();
+        let whole_hash = combine_hashes(blocks_hash, &tail);
 
+        let mut block_state = Blocks::Own { end_seq };
         if self.opts.dedup {
-            for candidate in self.seen.get(&(size, hash)).cloned().unwrap_or_default() {
-                if self.matches_streamed(candidate, id, end_seq, &tail)? {
+            for candidate in self.candidates(Dedup::Whole, size, whole_hash) {
+                if self.matches_streamed(candidate, id, end_seq, Some(&tail))? {
                     self.control(Payload::Discard(id))?;
                     return Ok(self.duplicate_of(candidate));
                 }
             }
-            self.seen.entry((size, hash)).or_default().push(id);
+            for candidate in self.candidates(Dedup::Blocks, size, blocks_hash) {
+                if self.matches_streamed(candidate, id, end_seq, None)? {
+                    self.control(Payload::Discard(id))?;
+                    block_state = self.share_blocks_of(candidate, size - tail_len as u64);
+                    sparse_bytes = self.records[candidate as usize].sparse_bytes;
+                    break;
+                }
+            }
+        }
+        if matches!(block_state, Blocks::Own { .. }) {
+            self.stats.sparse_bytes += sparse_bytes;
         }
         let fragment = if tail_len > 0 {
-            Some(self.pack_tail(&tail)?)
+            Some(self.pack_tail(&tail, TailKind::LargeFileTail)?)
         } else {
             None
         };
-        self.stats.sparse_bytes += sparse_bytes;
+        self.remember(id, size, whole_hash, blocks_hash, block_state);
         Ok(FileRecord {
             size,
             fragment,
             sparse_bytes,
-            blocks: Blocks::Own { end_seq },
+            blocks: block_state,
         })
+    }
+
+    fn candidates(&self, kind: Dedup, size: u64, hash: u128) -> Vec<u32> {
+        self.seen
+            .get(&(kind, size, hash))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Makes a new file findable by later duplicates: as a whole, and by its
+    /// block list when it owns one.
+    fn remember(
+        &mut self,
+        id: u32,
+        size: u64,
+        whole_hash: u128,
+        blocks_hash: u128,
+        blocks: Blocks,
+    ) {
+        if !self.opts.dedup {
+            return;
+        }
+        self.seen
+            .entry((Dedup::Whole, size, whole_hash))
+            .or_default()
+            .push(id);
+        if matches!(blocks, Blocks::Own { .. }) {
+            self.seen
+                .entry((Dedup::Blocks, size, blocks_hash))
+                .or_default()
+                .push(id);
+        }
+    }
+
+    /// Reuses an earlier file's blocks; the new file keeps its own tail.
+    fn share_blocks_of(&mut self, owner: u32, block_bytes: u64) -> Blocks {
+        self.stats.partial_duplicate_files += 1;
+        self.stats.duplicate_bytes += block_bytes;
+        Blocks::SameAs(owner)
     }
 
     fn duplicate_of(&mut self, candidate: u32) -> FileRecord {
@@ -474,7 +564,8 @@ impl DataPipeline {
         self.stats.duplicate_bytes += c.size;
         let blocks = match c.blocks {
             Blocks::None => Blocks::None,
-            _ => Blocks::SameAs(candidate),
+            Blocks::Own { .. } => Blocks::SameAs(candidate),
+            Blocks::SameAs(owner) => Blocks::SameAs(owner),
         };
         FileRecord {
             size: c.size,
@@ -484,16 +575,31 @@ impl DataPipeline {
         }
     }
 
-    /// Byte-compares held data with an earlier file as written.
-    fn matches_in_memory(&mut self, candidate: u32, data: &[u8]) -> Result<bool, Error> {
-        let (blocks, fragment) = {
-            let c = &self.records[candidate as usize];
-            (c.blocks, c.fragment)
-        };
+    /// The file whose blocks a file uses, and when they were queued.
+    fn block_owner(&self, file: u32) -> Option<(u32, u64)> {
+        match self.records[file as usize].blocks {
+            Blocks::None => None,
+            Blocks::Own { end_seq } => Some((file, end_seq)),
+            Blocks::SameAs(owner) => match self.records[owner as usize].blocks {
+                Blocks::Own { end_seq } => Some((owner, end_seq)),
+                _ => unreachable!("block owners own their blocks"),
+            },
+        }
+    }
+
+    /// Byte-compares held data with an earlier file as written: its blocks, and
+    /// with `with_tail` its tail too.
+    fn matches_in_memory(
+        &mut self,
+        candidate: u32,
+        data: &[u8],
+        with_tail: bool,
+    ) -> Result<bool, Error> {
+        let fragment = self.records[candidate as usize].fragment;
         let bs = self.opts.block_size;
         let mut offset = 0usize;
-        if let Blocks::Own { end_seq } = blocks {
-            let list = self.wait_for_blocks(candidate, end_seq)?;
+        if let Some((owner, end_seq)) = self.block_owner(candidate) {
+            let list = self.wait_for_blocks(owner, end_seq)?;
             let mut pos = list.start;
             let mut plain = vec![0u8; bs];
             let mut stored = Vec::new();
@@ -524,6 +630,9 @@ impl DataPipeline {
                 }
             }
         }
+        if !with_tail {
+            return Ok(true);
+        }
         match fragment {
             Some(f) => self.fragment_matches(f, &data[offset..]),
             None => Ok(offset == data.len()),
@@ -536,15 +645,12 @@ impl DataPipeline {
         candidate: u32,
         id: u32,
         end_seq: u64,
-        tail: &[u8],
+        tail: Option<&[u8]>,
     ) -> Result<bool, Error> {
-        let Blocks::Own {
-            end_seq: candidate_end,
-        } = self.records[candidate as usize].blocks
-        else {
+        let Some((owner, owner_end)) = self.block_owner(candidate) else {
             return Ok(false);
         };
-        let theirs = self.wait_for_blocks(candidate, candidate_end)?;
+        let theirs = self.wait_for_blocks(owner, owner_end)?;
         let ours = self.wait_for_blocks(id, end_seq)?;
         if theirs.sizes != ours.sizes {
             return Ok(false);
@@ -569,6 +675,9 @@ impl DataPipeline {
             }
             (pa, pb, remaining) = (pa + n as u64, pb + n as u64, remaining - n as u64);
         }
+        let Some(tail) = tail else {
+            return Ok(true);
+        };
         match self.records[candidate as usize].fragment {
             Some(f) => self.fragment_matches(f, tail),
             None => Ok(tail.is_empty()),
@@ -577,8 +686,8 @@ impl DataPipeline {
 
     fn fragment_matches(&mut self, f: FragmentRef, expected: &[u8]) -> Result<bool, Error> {
         let range = f.offset as usize..f.offset as usize + expected.len();
-        if f.index == self.packer.index && !self.packer.buf.is_empty() {
-            return Ok(self.packer.buf.get(range) == Some(expected));
+        if let Some(open) = self.packers.iter().find(|p| p.index == Some(f.index)) {
+            return Ok(open.buf.get(range) == Some(expected));
         }
         if self.fragment_cache.as_ref().map(|(i, _)| *i) != Some(f.index) {
             let entry = self.wait_for_fragment(f.index)?;
@@ -636,33 +745,41 @@ impl DataPipeline {
     }
 
     fn wait_for_fragment(&mut self, index: u32) -> Result<FragmentEntry, Error> {
-        self.wait_flushed(self.fragment_seqs[index as usize])?;
+        let seq = self.fragment_seqs[index as usize].expect("fragment was dispatched");
+        self.wait_flushed(seq)?;
         let state = self.shared.lock();
         Ok(state.fragments[index as usize].expect("flushed fragment has its entry"))
     }
 
-    fn pack_tail(&mut self, tail: &[u8]) -> Result<FragmentRef, Error> {
-        if self.packer.buf.len() + tail.len() > self.opts.block_size {
-            self.flush_fragment()?;
+    fn pack_tail(&mut self, tail: &[u8], kind: TailKind) -> Result<FragmentRef, Error> {
+        let slot = kind as usize;
+        if self.packers[slot].buf.len() + tail.len() > self.opts.block_size {
+            self.flush_fragment(slot)?;
         }
+        let packer = &mut self.packers[slot];
+        let index = *packer.index.get_or_insert_with(|| {
+            self.next_fragment += 1;
+            self.next_fragment - 1
+        });
         let r = FragmentRef {
-            index: self.packer.index,
-            offset: self.packer.buf.len() as u32,
+            index,
+            offset: packer.buf.len() as u32,
         };
-        self.packer.buf.extend_from_slice(tail);
+        packer.buf.extend_from_slice(tail);
         Ok(r)
     }
 
-    fn flush_fragment(&mut self) -> Result<(), Error> {
-        if self.packer.buf.is_empty() {
+    fn flush_fragment(&mut self, slot: usize) -> Result<(), Error> {
+        let Some(index) = self.packers[slot].index.take() else {
             return Ok(());
-        }
+        };
         let mut next = self.buffer();
-        std::mem::swap(&mut next, &mut self.packer.buf);
-        let index = self.packer.index;
+        std::mem::swap(&mut next, &mut self.packers[slot].buf);
         let seq = self.dispatch(next, Some(index))?;
-        self.fragment_seqs.push(seq);
-        self.packer.index += 1;
+        if self.fragment_seqs.len() <= index as usize {
+            self.fragment_seqs.resize(index as usize + 1, None);
+        }
+        self.fragment_seqs[index as usize] = Some(seq);
         self.stats.fragment_blocks += 1;
         Ok(())
     }
@@ -724,7 +841,8 @@ impl DataPipeline {
     }
 
     pub fn finish(mut self) -> Result<DataResult, Error> {
-        self.flush_fragment()?;
+        self.flush_fragment(TailKind::SmallFile as usize)?;
+        self.flush_fragment(TailKind::LargeFileTail as usize)?;
         self.jobs_tx = None;
         self.items_tx = None;
         for w in self.workers.drain(..) {
@@ -776,6 +894,21 @@ impl DataPipeline {
             fragments,
             stats: self.stats,
         })
+    }
+}
+
+fn combine_hashes(blocks_hash: u128, tail: &[u8]) -> u128 {
+    let mut h = Xxh3::new();
+    h.update(&blocks_hash.to_le_bytes());
+    h.update(tail);
+    h.digest128()
+}
+
+fn tail_kind(size: u64, block_size: usize) -> TailKind {
+    if size < block_size as u64 {
+        TailKind::SmallFile
+    } else {
+        TailKind::LargeFileTail
     }
 }
 

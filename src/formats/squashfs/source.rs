@@ -101,75 +101,83 @@ impl DirectorySource {
         }];
         let mut total_bytes = 0;
         let mut first_names: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
-        // Explicit stack of directories still to list: deep trees cannot
-        // overflow the call stack. Children are pushed in reverse so they pop
-        // in sorted order.
-        let mut pending: Vec<Vec<u8>> = vec![Vec::new()];
-        while let Some(dir_rel) = pending.pop() {
-            let dir_path = root.join(OsStr::from_bytes(&dir_rel));
+        // Depth-first in sorted order, a subdirectory's contents right after its
+        // own entry (as mksquashfs reads them: tails of neighbouring files share
+        // fragment blocks and compress together). An explicit stack of
+        // (directory, sorted names, next index) keeps deep trees off the call stack.
+        let list = |dir_rel: &[u8]| -> Result<Vec<Vec<u8>>, Error> {
+            let dir_path = root.join(OsStr::from_bytes(dir_rel));
             let mut names: Vec<Vec<u8>> = std::fs::read_dir(&dir_path)
                 .map_err(|e| read_err(&dir_path, e))?
                 .map(|e| e.map(|e| e.file_name().as_bytes().to_vec()))
                 .collect::<Result<_, _>>()
                 .map_err(|e| read_err(&dir_path, e))?;
             names.sort();
-            let mut subdirs = Vec::new();
-            for name in names {
-                let rel = if dir_rel.is_empty() {
-                    name.clone()
-                } else {
-                    [&dir_rel[..], b"/", &name].concat()
-                };
-                let full = root.join(OsStr::from_bytes(&rel));
-                let md = std::fs::symlink_metadata(&full).map_err(|e| read_err(&full, e))?;
-                let mut meta = meta_of(&md);
-                if with_xattrs {
-                    meta.xattrs = read_xattrs(&full)?;
-                }
-                let ft = md.file_type();
-                let kind = if ft.is_dir() {
-                    subdirs.push(rel.clone());
-                    ScanKind::Directory
-                } else if md.nlink() > 1
-                    && let Some(first) = first_names.get(&(md.dev(), md.ino()))
-                {
-                    ScanKind::HardLink(first.clone())
-                } else {
-                    if md.nlink() > 1 {
-                        first_names.insert((md.dev(), md.ino()), rel.clone());
-                    }
-                    if ft.is_file() {
-                        total_bytes += md.len();
-                        ScanKind::File { size: md.len() }
-                    } else if ft.is_symlink() {
-                        let target = std::fs::read_link(&full).map_err(|e| read_err(&full, e))?;
-                        ScanKind::Symlink(target.as_os_str().as_bytes().to_vec())
-                    } else if ft.is_block_device() || ft.is_char_device() {
-                        let rdev = md.rdev();
-                        let kind = if ft.is_block_device() {
-                            DeviceKind::Block
-                        } else {
-                            DeviceKind::Char
-                        };
-                        ScanKind::Device {
-                            kind,
-                            major: libc::major(rdev),
-                            minor: libc::minor(rdev),
-                        }
-                    } else if ft.is_fifo() {
-                        ScanKind::Fifo
-                    } else {
-                        ScanKind::Socket
-                    }
-                };
-                entries.push(ScanEntry {
-                    path: rel,
-                    meta,
-                    kind,
-                });
+            Ok(names)
+        };
+        let mut stack: Vec<(Vec<u8>, Vec<Vec<u8>>, usize)> = vec![(Vec::new(), list(b"")?, 0)];
+        while let Some((dir_rel, names, next)) = stack.last_mut() {
+            let Some(name) = names.get(*next) else {
+                stack.pop();
+                continue;
+            };
+            *next += 1;
+            let rel = if dir_rel.is_empty() {
+                name.clone()
+            } else {
+                [&dir_rel[..], b"/", name].concat()
+            };
+            let full = root.join(OsStr::from_bytes(&rel));
+            let md = std::fs::symlink_metadata(&full).map_err(|e| read_err(&full, e))?;
+            let mut meta = meta_of(&md);
+            if with_xattrs {
+                meta.xattrs = read_xattrs(&full)?;
             }
-            // Depth-first: the first subdirectory is listed next.
-            pending.extend(subdirs.into_iter().rev());
+            let ft = md.file_type();
+            let kind = if ft.is_dir() {
+                ScanKind::Directory
+            } else if md.nlink() > 1
+                && let Some(first) = first_names.get(&(md.dev(), md.ino()))
+            {
+                ScanKind::HardLink(first.clone())
+            } else {
+                if md.nlink() > 1 {
+                    first_names.insert((md.dev(), md.ino()), rel.clone());
+                }
+                if ft.is_file() {
+                    total_bytes += md.len();
+                    ScanKind::File { size: md.len() }
+                } else if ft.is_symlink() {
+                    let target = std::fs::read_link(&full).map_err(|e| read_err(&full, e))?;
+                    ScanKind::Symlink(target.as_os_str().as_bytes().to_vec())
+                } else if ft.is_block_device() || ft.is_char_device() {
+                    let rdev = md.rdev();
+                    let kind = if ft.is_block_device() {
+                        DeviceKind::Block
+                    } else {
+                        DeviceKind::Char
+                    };
+                    ScanKind::Device {
+                        kind,
+                        major: libc::major(rdev),
+                        minor: libc::minor(rdev),
+                    }
+                } else if ft.is_fifo() {
+                    ScanKind::Fifo
+                } else {
+                    ScanKind::Socket
+                }
+            };
+            let is_dir = matches!(kind, ScanKind::Directory);
+            entries.push(ScanEntry {
+                path: rel.clone(),
+                meta,
+                kind,
+            });
+            if is_dir {
+                let children = list(&rel)?;
+                stack.push((rel, children, 0));
+            }
         }
         Ok(DirectorySource {
             root: root.to_path_buf(),
@@ -229,23 +237,26 @@ pub fn add_tar<R: Read>(writer: &mut SquashfsWriter, reader: R) -> Result<u64, E
             mtime: header.mtime().map_err(member_err)? as i64,
             xattrs: Vec::new(),
         };
+        let mut sparse = PaxSparse::default();
         if let Some(pax) = entry.pax_extensions().map_err(member_err)? {
             for ext in pax {
                 let ext = ext.map_err(member_err)?;
-                let key = ext.key_bytes();
+                let (key, value) = (ext.key_bytes(), ext.value_bytes());
                 if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                    meta.xattrs
-                        .push((name.to_vec(), ext.value_bytes().to_vec()));
+                    meta.xattrs.push((name.to_vec(), value.to_vec()));
                 } else if key == b"mtime" {
                     // pax times may carry a fraction: keep whole seconds
-                    let text = String::from_utf8_lossy(ext.value_bytes());
+                    let text = String::from_utf8_lossy(value);
                     let whole = text.split('.').next().unwrap_or("");
                     meta.mtime = whole.parse().map_err(|_| {
                         member_err(io::Error::other(format!("bad pax mtime '{text}'")))
                     })?;
+                } else if key.starts_with(b"GNU.sparse.") {
+                    sparse.record(key, value).map_err(member_err)?;
                 }
             }
         }
+        let path = sparse.name.clone().unwrap_or_else(|| path.clone());
         let link_target = || {
             entry
                 .link_name_bytes()
@@ -254,6 +265,11 @@ pub fn add_tar<R: Read>(writer: &mut SquashfsWriter, reader: R) -> Result<u64, E
         };
         use tar::EntryType as T;
         match header.entry_type() {
+            T::Regular | T::Continuous if sparse.is_sparse() => {
+                let mut reader = sparse.reader(&mut entry).map_err(member_err)?;
+                let size = reader.logical_size;
+                writer.add_file(&path, &meta, FileContent::Reader(&mut reader), size)?;
+            }
             T::Regular | T::Continuous | T::GNUSparse => {
                 let size = entry.size();
                 writer.add_file(&path, &meta, FileContent::Reader(&mut entry), size)?;
@@ -281,4 +297,139 @@ pub fn add_tar<R: Read>(writer: &mut SquashfsWriter, reader: R) -> Result<u64, E
         count += 1;
     }
     Ok(count)
+}
+
+/// GNU tar's pax sparse formats (0.0, 0.1 and 1.0; tar writes them when
+/// `--sparse` meets `--xattrs` or `--format=pax`), which the tar crate leaves
+/// to us: the real name and size are pax records, and the map of data
+/// segments is either in the records (0.x) or at the start of the data (1.0).
+#[derive(Default)]
+struct PaxSparse {
+    name: Option<Vec<u8>>,
+    real_size: Option<u64>,
+    major: Option<u64>,
+    map: Vec<u64>,
+}
+
+fn pax_number(value: &[u8]) -> io::Result<u64> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .ok_or_else(|| {
+            io::Error::other(format!(
+                "bad number '{}' in a pax sparse record",
+                String::from_utf8_lossy(value)
+            ))
+        })
+}
+
+impl PaxSparse {
+    fn record(&mut self, key: &[u8], value: &[u8]) -> io::Result<()> {
+        match key {
+            b"GNU.sparse.name" => self.name = Some(value.to_vec()),
+            b"GNU.sparse.realsize" | b"GNU.sparse.size" => {
+                self.real_size = Some(pax_number(value)?)
+            }
+            b"GNU.sparse.major" => self.major = Some(pax_number(value)?),
+            b"GNU.sparse.offset" | b"GNU.sparse.numbytes" => self.map.push(pax_number(value)?),
+            b"GNU.sparse.map" => {
+                for n in value.split(|&b| b == b',') {
+                    self.map.push(pax_number(n)?);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn is_sparse(&self) -> bool {
+        self.real_size.is_some()
+    }
+
+    fn reader<'r, R: Read>(&self, data: &'r mut R) -> io::Result<SparseReader<&'r mut R>> {
+        let logical_size = self.real_size.expect("checked by is_sparse");
+        let mut map = self.map.clone();
+        let mut consumed = 0u64;
+        if self.major == Some(1) {
+            // 1.0: decimal lines "count\n(offset\nsize\n)*" padded to 512 bytes
+            let mut read_number = |consumed: &mut u64| -> io::Result<u64> {
+                let mut digits = Vec::new();
+                loop {
+                    let mut b = [0u8];
+                    data.read_exact(&mut b)?;
+                    *consumed += 1;
+                    if b[0] == b'\n' {
+                        break;
+                    }
+                    digits.push(b[0]);
+                }
+                pax_number(&digits)
+            };
+            let count = read_number(&mut consumed)?;
+            for _ in 0..count * 2 {
+                map.push(read_number(&mut consumed)?);
+            }
+            let padding = (512 - consumed % 512) % 512;
+            io::copy(&mut data.take(padding), &mut io::sink())?;
+        }
+        if map.len() % 2 != 0 {
+            return Err(io::Error::other(
+                "pax sparse map has an odd number of values",
+            ));
+        }
+        let segments: Vec<(u64, u64)> = map.chunks(2).map(|c| (c[0], c[1])).collect();
+        let mut end = 0;
+        for &(offset, len) in &segments {
+            if offset < end || offset.checked_add(len).is_none_or(|e| e > logical_size) {
+                return Err(io::Error::other(
+                    "pax sparse map is out of order or past the file size",
+                ));
+            }
+            end = offset + len;
+        }
+        Ok(SparseReader {
+            data,
+            segments,
+            next: 0,
+            pos: 0,
+            logical_size,
+        })
+    }
+}
+
+/// Presents a sparse member's logical contents: zeros between the segments.
+struct SparseReader<R> {
+    data: R,
+    segments: Vec<(u64, u64)>,
+    next: usize,
+    pos: u64,
+    logical_size: u64,
+}
+
+impl<R: Read> Read for SparseReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.logical_size || buf.is_empty() {
+            return Ok(0);
+        }
+        while self.next < self.segments.len()
+            && self.pos >= self.segments[self.next].0 + self.segments[self.next].1
+        {
+            self.next += 1;
+        }
+        let (n, from_data) = match self.segments.get(self.next) {
+            Some(&(offset, len)) if self.pos >= offset => {
+                ((offset + len - self.pos).min(buf.len() as u64), true)
+            }
+            Some(&(offset, _)) => ((offset - self.pos).min(buf.len() as u64), false),
+            None => ((self.logical_size - self.pos).min(buf.len() as u64), false),
+        };
+        let n = n as usize;
+        if from_data {
+            self.data.read_exact(&mut buf[..n])?;
+        } else {
+            buf[..n].fill(0);
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
 }

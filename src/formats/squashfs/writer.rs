@@ -97,6 +97,8 @@ pub struct Summary {
     pub bytes_in: u64,
     pub duplicate_files: u64,
     pub duplicate_bytes: u64,
+    /// Files sharing another's blocks with a tail of their own.
+    pub partial_duplicate_files: u64,
     pub sparse_bytes: u64,
     pub fragment_blocks: u32,
     pub ids: u16,
@@ -382,6 +384,7 @@ impl SquashfsWriter {
             bytes_in,
             duplicate_files,
             duplicate_bytes,
+            partial_duplicate_files,
             sparse_bytes,
             fragment_blocks,
         } = data.stats;
@@ -397,6 +400,7 @@ impl SquashfsWriter {
             bytes_in,
             duplicate_files,
             duplicate_bytes,
+            partial_duplicate_files,
             sparse_bytes,
             fragment_blocks,
             ids: sb.id_count,
