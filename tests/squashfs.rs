@@ -119,7 +119,7 @@ fn build_odd_tree(root: &Path) {
     write(&p("big-random"), &noise(6 << 20, 99));
     write(&p("big-random-copy"), &noise(6 << 20, 99));
     // Same size, same blocks, different tails: blocks shared, tails not.
-    let mut blocks_then = |name: &str, len: usize, seed: u64, tail: &[u8]| {
+    let blocks_then = |name: &str, len: usize, seed: u64, tail: &[u8]| {
         let mut v = noise(len - tail.len(), seed);
         v.extend_from_slice(tail);
         write(&p(name), &v);

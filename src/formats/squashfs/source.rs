@@ -372,7 +372,7 @@ impl PaxSparse {
             let padding = (512 - consumed % 512) % 512;
             io::copy(&mut data.take(padding), &mut io::sink())?;
         }
-        if map.len() % 2 != 0 {
+        if !map.len().is_multiple_of(2) {
             return Err(io::Error::other(
                 "pax sparse map has an odd number of values",
             ));
