@@ -22,7 +22,10 @@
 //! Levels and names: ISO level 3 (files of 4 GiB and more span several
 //! extents), primary names upper-cased to d-characters, and the real names
 //! in Rock Ridge (any bytes, up to 255) and Joliet (UCS-2, 64 characters,
-//! longer names shortened with a warning). The volume id is stored as given
+//! longer names shortened with a warning). Directories nested deeper than
+//! 8 levels are relocated to `.rr_moved` as Rock Ridge prescribes (readers
+//! show them in place; the empty `.rr_moved` itself stays visible). The
+//! volume id is stored as given
 //! (up to 32 bytes; Joliet keeps 16 characters), as xorriso does, so
 //! `config-2` works for an OpenStack config drive.
 

@@ -11,7 +11,9 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use hadris_fs::{Content, DateTime};
-use hadris_iso::{AppendedPartition, BootEntry, BootInfo, ElTorito, Hybrid, IsoId, IsoLevel};
+use hadris_iso::{
+    AppendedPartition, BootEntry, BootInfo, ElTorito, Hybrid, IsoId, IsoLevel, Relocation,
+};
 
 use super::boot::{
     BootConfig, BootInfoTable, EspImage, EspPlacement, MBR_BOOT_ADDRESS_OFFSET, MBR_CODE_BYTES,
@@ -238,6 +240,10 @@ impl IsoImage {
             .with_id(IsoId::Application, &self.options.application_id)
             .with_level(IsoLevel::L3)
             .with_rock_ridge()
+            // Directories deeper than ISO 9660's 8 levels move to
+            // `.rr_moved` (Rock Ridge readers put them back): the dot name
+            // of `genisoimage -hide-rr-moved`, so `ls` does not show it.
+            .with_relocation(Relocation::DotRrMoved)
             .with_time(self.time);
         if self.options.joliet {
             options = options.with_joliet();
