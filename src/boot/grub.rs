@@ -181,6 +181,18 @@ impl GrubOptions {
     }
 }
 
+impl GrubOptions {
+    /// Options for booting `iso` on BIOS and UEFI: the boot id derived from
+    /// its staged tree ([`boot_id`]) and its `mtime` for the ESP. Call it
+    /// once everything but the boot files is staged.
+    pub fn for_image(iso: &IsoImage) -> Self {
+        GrubOptions {
+            mtime: iso.options().mtime,
+            ..GrubOptions::new(&boot_id(iso.fingerprint()))
+        }
+    }
+}
+
 /// The BIOS El Torito image and the MBR code that boots it from a disk.
 #[derive(Debug, Clone)]
 pub struct BiosImages {

@@ -300,3 +300,77 @@ pub(super) fn iso_path(path: &str) -> Result<Vec<u8>, Error> {
     }
     Ok(trimmed.as_bytes().to_vec())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode_of(staging: &Staging, path: &str) -> u32 {
+        let node = staging.tree.get(path).expect("staged");
+        node.attrs().permissions().expect("permissions set").bits()
+    }
+
+    #[test]
+    fn rational_rock_makes_everything_readable_and_nothing_writable() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("run.sh");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "x").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o4700)).unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut staging = Staging::new(None, true);
+        staging.add_tree(b"", dir.path()).unwrap();
+        assert_eq!(mode_of(&staging, "run.sh"), 0o555);
+        assert_eq!(mode_of(&staging, "secret"), 0o444);
+        let owner = staging.tree.get("secret").unwrap().attrs().owner().unwrap();
+        assert_eq!((owner.uid(), owner.gid()), (0, 0));
+
+        let mut kept = Staging::new(None, false);
+        kept.add_tree(b"", dir.path()).unwrap();
+        assert_eq!(mode_of(&kept, "run.sh"), 0o4700);
+    }
+
+    #[test]
+    fn times_later_than_the_clamp_are_lowered_and_earlier_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old");
+        let new = dir.path().join("new");
+        std::fs::write(&old, "o").unwrap();
+        std::fs::write(&new, "n").unwrap();
+        let at = |secs| UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(at(1_000))
+            .unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&new)
+            .unwrap()
+            .set_modified(at(5_000))
+            .unwrap();
+        let clamp = DateTime::from_unix_seconds(2_000).unwrap();
+        let mut staging = Staging::new(Some(clamp), true);
+        staging.add_tree(b"", dir.path()).unwrap();
+        fn mtime(staging: &Staging, path: &str) -> i64 {
+            let node = staging.tree.get(path).unwrap();
+            node.attrs().modified().unwrap().unix_seconds()
+        }
+        assert_eq!(mtime(&staging, "old"), 1_000);
+        assert_eq!(mtime(&staging, "new"), 2_000);
+        // Directories made up for a file's parents get the clamp time too.
+        staging.add_bytes(b"made/up/file", b"x".to_vec()).unwrap();
+        assert_eq!(mtime(&staging, "made/up"), 2_000);
+    }
+
+    #[test]
+    fn iso_paths_are_normalised_and_dot_components_refused() {
+        assert_eq!(iso_path("/boot/grub/").unwrap(), b"boot/grub");
+        assert_eq!(iso_path("/").unwrap(), b"");
+        assert!(iso_path("a/../b").is_err());
+        assert!(iso_path("a//b").is_err());
+    }
+}

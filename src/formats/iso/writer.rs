@@ -84,6 +84,11 @@ impl IsoImage {
         })
     }
 
+    /// The options the image was made with.
+    pub fn options(&self) -> &IsoOptions {
+        &self.options
+    }
+
     /// Adds everything below the host directory `host` at the root.
     pub fn add_tree(&mut self, host: &Path) -> Result<(), Error> {
         self.staging.add_tree(&[], host)
