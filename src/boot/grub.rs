@@ -35,6 +35,33 @@
 //!
 //! `grub-mkimage` output is deterministic for the same inputs (GRUB ≥ 2.04
 //! writes fixed PE timestamps), so reproducible builds stay reproducible.
+//!
+//! A live ISO, end to end:
+//! ```no_run
+//! # fn main() -> anyhow::Result<()> {
+//! use std::path::Path;
+//! use osforge::boot::grub::{self, GrubOptions};
+//! use osforge::formats::NoProgress;
+//! use osforge::formats::iso::{IsoImage, IsoOptions};
+//! use osforge::util::output::AtomicOutput;
+//!
+//! let mut options = IsoOptions::new("config-2");
+//! options.mtime = Some(1_700_000_000); // SOURCE_DATE_EPOCH
+//! let mut iso = IsoImage::new(options)?;
+//! iso.add_file("live/vmlinuz", Path::new("build/vmlinuz"))?;
+//! iso.add_file("live/initrd.img", Path::new("build/initrd.img"))?;
+//! iso.add_file("live/filesystem.squashfs", Path::new("build/rootfs.squashfs"))?;
+//! iso.add_tree_at("openstack/latest", Path::new("build/seed"))?;
+//! iso.add_bytes(grub::CONFIG_PATH, "menuentry live { linux /live/vmlinuz boot=live }\n")?;
+//! // Once everything else is staged: GRUB for BIOS and UEFI, the ESP, the
+//! // marker file, the El Torito entries and the partition tables.
+//! grub::build(&GrubOptions::for_image(&iso))?.install(&mut iso)?;
+//! let mut out = AtomicOutput::create(Path::new("live.iso"))?;
+//! iso.write(out.file(), &NoProgress)?;
+//! out.commit()?;
+//! # Ok(())
+//! # }
+//! ```
 
 use std::fmt::Write as _;
 use std::io;
