@@ -5,7 +5,7 @@
 
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{MetadataExt, symlink};
+use std::os::unix::fs::{FileExt, MetadataExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -611,8 +611,8 @@ fn a_fat_volume_formatted_into_a_window_of_a_disk_image_is_clean() {
     let (offset, len) = (1u64 << 20, 32u64 << 20);
     disk.set_len(offset + len + (1 << 20)).unwrap();
     // Bytes around the window must survive.
-    disk.write_all_at_offset(&[0xAA; 512], offset - 512);
-    disk.write_all_at_offset(&[0xBB; 512], offset + len);
+    disk.write_all_at(&[0xAA; 512], offset - 512).unwrap();
+    disk.write_all_at(&[0xBB; 512], offset + len).unwrap();
     let mut image = FatImage::new(FatOptions {
         label: Some("ESP".into()),
         mtime: Some(1_700_000_000),
@@ -640,16 +640,6 @@ fn a_fat_volume_formatted_into_a_window_of_a_disk_image_is_clean() {
             .unwrap(),
     );
     assert_eq!(u64::from(hidden), offset / 512);
-}
-
-trait WriteAt {
-    fn write_all_at_offset(&self, buf: &[u8], at: u64);
-}
-
-impl WriteAt for File {
-    fn write_all_at_offset(&self, buf: &[u8], at: u64) {
-        std::os::unix::fs::FileExt::write_all_at(self, buf, at).unwrap();
-    }
 }
 
 // ---------------------------------------------------------------------------
