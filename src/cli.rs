@@ -34,6 +34,10 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Write a squashfs 4.0 image from a directory or a tar stream.
     Squashfs(commands::squashfs::Args),
+    /// Write a hybrid ISO 9660 image (BIOS + UEFI, CD + disk) from a staged directory.
+    Iso(commands::iso::Args),
+    /// Write a FAT12/16/32 image from a directory.
+    Fat(commands::fat::Args),
 }
 
 /// Turns clap's multi-line error into the one line osforge prints for every bad input:

@@ -4,6 +4,7 @@
 //! formats it writes live in [`formats`] and know nothing of profiles, so each is
 //! also usable on its own (`osforge squashfs`, ...), the way mkfs tools are.
 
+pub mod boot;
 pub mod cli;
 pub mod commands;
 pub mod error;

@@ -1,6 +1,8 @@
 //! The edge between the command line and the library: each module turns parsed
 //! arguments into a library call, with `anyhow` context for the user.
 
+pub mod fat;
+pub mod iso;
 pub mod squashfs;
 
 use crate::cli::{Cli, Command};
@@ -8,5 +10,7 @@ use crate::cli::{Cli, Command};
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Squashfs(args) => squashfs::run(args, &cli.global),
+        Command::Iso(args) => iso::run(args, &cli.global),
+        Command::Fat(args) => fat::run(args, &cli.global),
     }
 }
