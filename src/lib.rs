@@ -10,3 +10,7 @@ pub mod commands;
 pub mod error;
 pub mod formats;
 pub mod util;
+pub mod artifacts;
+pub mod osconfig;
+pub mod pipeline;
+pub mod rootfs;

@@ -1,0 +1,120 @@
+//! The live ISO: the configured rootfs as `live/filesystem.squashfs`, the
+//! kernel and initrd it booted with, a cloud-init seed for this host, and
+//! GRUB for BIOS and UEFI, from CD or USB.
+//!
+//! Layout (what live-boot and cloud-init look for):
+//! ```text
+//!  /live/vmlinuz, /live/initrd.img, /live/filesystem.squashfs
+//!  /boot/grub/grub.cfg                 rendered per host (kernel command line)
+//!  NoCloud:      /user-data /meta-data /network-config   volume label "cidata"
+//!  config drive: /openstack/latest/{user_data,meta_data.json,network_data.json}
+//!                                                        volume label "config-2"
+//! ```
+//! The ISO is its own seed: cloud-init finds it by its label, as Airship's
+//! ephemeral ISO was its own config drive.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use crate::boot::grub::{self, GrubOptions};
+use crate::formats::Progress;
+use crate::formats::iso::{IsoImage, IsoOptions, IsoSummary};
+use crate::osconfig::rootpath;
+use crate::util::output::AtomicOutput;
+
+/// The per-host cloud-init data, already rendered.
+#[derive(Debug, Clone)]
+pub enum Seed {
+    NoCloud { user_data: String, meta_data: String, network_config: Option<String> },
+    ConfigDrive { user_data: String, meta_data_json: String, network_data_json: Option<String> },
+}
+
+pub struct LiveIso<'a> {
+    /// The configured tree the squashfs was made from (kernel and initrd come from it).
+    pub rootfs: &'a Path,
+    pub squashfs: &'a Path,
+    pub grub_cfg: String,
+    pub volume_id: &'a str,
+    pub seed: &'a Seed,
+    pub mtime: Option<i64>,
+}
+
+/// The kernel and initrd the image boots: `/vmlinuz` and `/initrd.img` as the
+/// image links them, else the newest pair in /boot.
+pub fn find_kernel(rootfs: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let linked = (
+        rootpath::resolve(rootfs, Path::new("/vmlinuz"), true)?,
+        rootpath::resolve(rootfs, Path::new("/initrd.img"), true)?,
+    );
+    if linked.0.is_file() && linked.1.is_file() {
+        return Ok(linked);
+    }
+    let boot = rootpath::resolve(rootfs, Path::new("/boot"), true)?;
+    let mut versions: Vec<String> = std::fs::read_dir(&boot)
+        .with_context(|| format!("listing the image's /boot ({})", boot.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("vmlinuz-").map(str::to_string))
+        .filter(|v| boot.join(format!("initrd.img-{v}")).is_file())
+        .collect();
+    versions.sort_by(|a, b| version_key(a).cmp(&version_key(b)));
+    let Some(v) = versions.pop() else {
+        bail!("the image has no kernel and initrd in /boot (install linux-image-amd64; live-boot rebuilds the initrd)");
+    };
+    Ok((boot.join(format!("vmlinuz-{v}")), boot.join(format!("initrd.img-{v}"))))
+}
+
+/// Orders `6.1.0-10-amd64` after `6.1.0-9-amd64`: numbers compare as numbers.
+fn version_key(v: &str) -> Vec<(u64, String)> {
+    v.split(|c: char| !c.is_ascii_alphanumeric())
+        .map(|part| match part.parse::<u64>() {
+            Ok(n) => (n, String::new()),
+            Err(_) => (0, part.to_string()),
+        })
+        .collect()
+}
+
+pub fn write(iso: &LiveIso, out_path: &Path, progress: &dyn Progress) -> anyhow::Result<IsoSummary> {
+    let (kernel, initrd) = find_kernel(iso.rootfs)?;
+    let mut options = IsoOptions::new(iso.volume_id);
+    options.mtime = iso.mtime;
+    let mut image = IsoImage::new(options)?;
+    image.add_file("live/vmlinuz", &kernel)?;
+    image.add_file("live/initrd.img", &initrd)?;
+    image.add_file("live/filesystem.squashfs", iso.squashfs)?;
+    match iso.seed {
+        Seed::NoCloud { user_data, meta_data, network_config } => {
+            image.add_bytes("user-data", user_data.as_bytes())?;
+            image.add_bytes("meta-data", meta_data.as_bytes())?;
+            if let Some(n) = network_config {
+                image.add_bytes("network-config", n.as_bytes())?;
+            }
+        }
+        Seed::ConfigDrive { user_data, meta_data_json, network_data_json } => {
+            image.add_bytes("openstack/latest/user_data", user_data.as_bytes())?;
+            image.add_bytes("openstack/latest/meta_data.json", meta_data_json.as_bytes())?;
+            if let Some(n) = network_data_json {
+                image.add_bytes("openstack/latest/network_data.json", n.as_bytes())?;
+            }
+        }
+    }
+    image.add_bytes(grub::CONFIG_PATH, iso.grub_cfg.as_bytes())?;
+    grub::build(&GrubOptions::for_image(&image))?.install(&mut image)?;
+
+    let mut out = AtomicOutput::create(out_path).with_context(|| format!("cannot create {}", out_path.display()))?;
+    let summary = image.write(out.file(), progress).with_context(|| format!("writing {}", out_path.display()))?;
+    out.commit().with_context(|| format!("moving {} into place", out_path.display()))?;
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_versions_sort_numerically() {
+        let mut v = vec!["6.1.0-10-amd64".to_string(), "6.1.0-9-amd64".to_string(), "5.10.0-30-amd64".to_string()];
+        v.sort_by(|a, b| version_key(a).cmp(&version_key(b)));
+        assert_eq!(v.last().unwrap(), "6.1.0-10-amd64");
+    }
+}

@@ -1,0 +1,3 @@
+//! Artifact writers: what the pipeline makes from a configured rootfs.
+
+pub mod live_iso;

@@ -1,0 +1,3 @@
+//! The build pipeline: profile -> rootfs -> configure -> artifacts -> publish.
+
+pub mod cache;

@@ -1,0 +1,169 @@
+//! The bootstrap stage: a Debian root filesystem made by mmdebstrap in unshare
+//! mode, as a tarball.
+//!
+//! Unshare mode runs apt and dpkg in a user namespace, so no root is needed and
+//! the host is never touched; the tarball records the real owners (which a
+//! directory written from a user namespace would not). The mirror is never
+//! chosen here: without one mmdebstrap uses its own default (the Debian mirror
+//! plus updates and security for stable suites); the profile or `--mirror`
+//! can name one. Extra repositories go in through a setup hook, because a
+//! positional mirror argument would replace mmdebstrap's default instead of
+//! adding to it. A proxy is passed in the environment only, so it never ends up
+//! in the image's apt configuration.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+/// What decides the bootstrapped tree. Serialised into the cache key.
+#[derive(Debug, Clone, Serialize)]
+pub struct BootstrapSpec {
+    pub suite: String,
+    pub arch: String,
+    pub variant: String,
+    pub components: Vec<String>,
+    /// None: mmdebstrap's default mirror.
+    pub mirror: Option<String>,
+    pub repos: Vec<ExtraRepo>,
+    pub packages: Vec<String>,
+    /// Fixes file times and makes the tarball reproducible for the same inputs.
+    pub source_date_epoch: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExtraRepo {
+    pub name: String,
+    pub uri: String,
+    pub suite: String,
+    pub components: Vec<String>,
+    /// The signing key (armored or binary); the cache key holds its digest.
+    #[serde(skip)]
+    pub key: Option<Vec<u8>>,
+    pub key_digest: Option<String>,
+}
+
+/// How to reach the network. Not part of any cache key: a proxy does not
+/// change what is installed.
+#[derive(Debug, Clone, Default)]
+pub struct Network {
+    pub proxy: Option<String>,
+    pub no_proxy: Option<String>,
+}
+
+/// Runs mmdebstrap, writing `<dir>/rootfs.tar` and `<dir>/mmdebstrap.log`.
+pub fn bootstrap(spec: &BootstrapSpec, network: &Network, dir: &Path) -> anyhow::Result<PathBuf> {
+    let tar = dir.join("rootfs.tar");
+    let log_path = dir.join("mmdebstrap.log");
+    let keys_dir = dir.join("keys");
+    let mut cmd = Command::new("mmdebstrap");
+    cmd.arg("--mode=unshare")
+        .arg(format!("--variant={}", spec.variant))
+        .arg(format!("--architectures={}", spec.arch))
+        .arg(format!("--components={}", spec.components.join(",")))
+        // Flaky mirrors were the most common failure of the tools osforge
+        // replaces; apt retries, and the option is removed from the image below.
+        .arg("--aptopt=Acquire::Retries \"3\"")
+        .arg("--customize-hook=rm -f \"$1/etc/apt/apt.conf.d/99mmdebstrap\"")
+        // The build host's identity must not leak into the image.
+        .arg("--customize-hook=rm -f \"$1/etc/resolv.conf\" \"$1/etc/hostname\"");
+    if !spec.packages.is_empty() {
+        cmd.arg(format!("--include={}", spec.packages.join(",")));
+    }
+    for repo in &spec.repos {
+        let signed_by = match &repo.key {
+            Some(key) => {
+                std::fs::create_dir_all(&keys_dir)?;
+                let ext = if key.starts_with(b"-----BEGIN") { "asc" } else { "gpg" };
+                let host_key = keys_dir.join(format!("{}.{ext}", repo.name));
+                std::fs::write(&host_key, key)?;
+                let image_key = format!("/etc/apt/keyrings/osforge-{}.{ext}", repo.name);
+                cmd.arg("--setup-hook=mkdir -p \"$1/etc/apt/keyrings\"");
+                cmd.arg(format!("--setup-hook=copy-in {} /etc/apt/keyrings/", host_key.display()));
+                cmd.arg(format!(
+                    "--setup-hook=mv \"$1/etc/apt/keyrings/{}.{ext}\" \"$1{image_key}\"",
+                    repo.name
+                ));
+                format!(" [signed-by={image_key}]")
+            }
+            None => String::new(),
+        };
+        let line = format!("deb{signed_by} {} {} {}", repo.uri, repo.suite, repo.components.join(" "));
+        cmd.arg(format!(
+            "--setup-hook=mkdir -p \"$1/etc/apt/sources.list.d\" && echo '{line}' > \"$1/etc/apt/sources.list.d/osforge-{}.list\"",
+            repo.name
+        ));
+    }
+    cmd.arg(&spec.suite).arg(&tar);
+    if let Some(mirror) = &spec.mirror {
+        cmd.arg(mirror);
+    }
+    if let Some(proxy) = &network.proxy {
+        for var in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"] {
+            cmd.env(var, proxy);
+        }
+    }
+    if let Some(no_proxy) = &network.no_proxy {
+        cmd.env("no_proxy", no_proxy).env("NO_PROXY", no_proxy);
+    }
+    if let Some(epoch) = spec.source_date_epoch {
+        cmd.env("SOURCE_DATE_EPOCH", epoch.to_string());
+    }
+    let log = File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    let status = cmd
+        .status()
+        .context("cannot run mmdebstrap (install it: apt-get install mmdebstrap uidmap)")?;
+    if !status.success() {
+        bail!(
+            "mmdebstrap failed ({status}): {}; full log in {}",
+            last_error_line(&log_path).unwrap_or_else(|| "no error message".into()),
+            log_path.display()
+        );
+    }
+    Ok(tar)
+}
+
+/// The most telling line of a failed mmdebstrap run: apt's last "E:" line.
+fn last_error_line(log: &Path) -> Option<String> {
+    let file = File::open(log).ok()?;
+    let lines: Vec<String> = BufReader::new(file).lines().map_while(Result::ok).collect();
+    lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("E: ") && !l.contains("mmdebstrap failed"))
+        .or_else(|| lines.iter().rev().find(|l| !l.trim().is_empty()))
+        .map(|l| l.trim().to_string())
+}
+
+/// The version of mmdebstrap, part of the cache key: a different mmdebstrap
+/// may build a different tree from the same inputs.
+pub fn mmdebstrap_version() -> String {
+    Command::new("mmdebstrap")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Unpacks a bootstrap tarball into `dest` with owners, modes, xattrs and
+/// device nodes intact (GNU tar; needs root or a user namespace).
+pub fn unpack(tar: &Path, dest: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dest)?;
+    let out = Command::new("tar")
+        .args(["--xattrs", "--xattrs-include=*", "--numeric-owner", "--same-owner", "-xpf"])
+        .arg(tar)
+        .arg("-C")
+        .arg(dest)
+        .output()
+        .context("cannot run tar")?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        bail!("unpacking {} failed: {}", tar.display(), stderr.lines().next().unwrap_or("").trim());
+    }
+    Ok(())
+}
