@@ -1,12 +1,14 @@
 //! The edge between the command line and the library: each module turns parsed
 //! arguments into a library call, with `anyhow` context for the user.
 
+pub mod qcow2;
 pub mod squashfs;
 
 use crate::cli::{Cli, Command};
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Qcow2(args) => qcow2::run(args, &cli.global),
         Command::Squashfs(args) => squashfs::run(args, &cli.global),
     }
 }
