@@ -169,6 +169,8 @@ pub enum Error {
         len_bytes: u64,
         reason: &'static str,
     },
+    #[error("the compressor failed (panicked) on guest cluster {guest_cluster}")]
+    CompressorFailed { guest_cluster: u64 },
     #[error("the compression pipeline stopped unexpectedly")]
     PipelineStopped,
 }

@@ -58,7 +58,9 @@ struct Job {
 
 struct Done {
     job: Job,
-    compressed_len: Option<usize>,
+    /// The compressed length (None: store the cluster as it is), or Err when
+    /// the compressor panicked.
+    compressed_len: Result<Option<usize>, ()>,
 }
 
 /// Runs the pipeline; `sink(guest_cluster, stored)` is called in guest order for
@@ -233,14 +235,19 @@ fn read_full(stream: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 fn compress_clusters(mut codec: Codec, jobs: Receiver<Job>, done: Sender<Done>) {
     for mut job in jobs {
         let buffers = &mut job.buffers;
-        let compressed_len = codec.compress(&buffers.cluster, &mut buffers.compressed);
-        if done
-            .send(Done {
-                job,
-                compressed_len,
-            })
-            .is_err()
-        {
+        // A panicking encoder must not leave the sink waiting for this cluster
+        // (the pipeline would stall with every buffer held): it is reported in
+        // sequence like any result, and this worker stops.
+        let compressed_len = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            codec.compress(&buffers.cluster, &mut buffers.compressed)
+        }))
+        .map_err(|_| ());
+        let failed = compressed_len.is_err();
+        let item = Done {
+            job,
+            compressed_len,
+        };
+        if done.send(item).is_err() || failed {
             return;
         }
     }
@@ -260,11 +267,13 @@ fn write_in_order(
             compressed_len,
         }) = waiting.remove(&next_seq)
         {
+            let guest_cluster = job.guest_cluster;
             let stored = match compressed_len {
-                Some(n) => Stored::Compressed(&job.buffers.compressed[..n]),
-                None => Stored::Standard(&job.buffers.cluster),
+                Ok(Some(n)) => Stored::Compressed(&job.buffers.compressed[..n]),
+                Ok(None) => Stored::Standard(&job.buffers.cluster),
+                Err(()) => return Err(Error::CompressorFailed { guest_cluster }),
             };
-            sink(job.guest_cluster, stored)?;
+            sink(guest_cluster, stored)?;
             next_seq += 1;
             // The reader may have finished and gone: then nobody needs it back.
             let _ = pool.send(job.buffers);
