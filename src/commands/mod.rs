@@ -3,12 +3,14 @@
 
 pub mod fat;
 pub mod iso;
+pub mod qcow2;
 pub mod squashfs;
 
 use crate::cli::{Cli, Command};
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Qcow2(args) => qcow2::run(args, &cli.global),
         Command::Squashfs(args) => squashfs::run(args, &cli.global),
         Command::Iso(args) => iso::run(args, &cli.global),
         Command::Fat(args) => fat::run(args, &cli.global),

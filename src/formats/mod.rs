@@ -3,6 +3,7 @@
 
 pub mod fat;
 pub mod iso;
+pub mod qcow2;
 pub mod squashfs;
 
 /// Receives progress from long-running writers (bytes of input consumed).
