@@ -8,4 +8,5 @@ pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod formats;
+pub mod profile;
 pub mod util;
