@@ -34,6 +34,10 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Write a squashfs 4.0 image from a directory or a tar stream.
     Squashfs(commands::squashfs::Args),
+    /// List the host profiles in the search path.
+    Profiles(commands::profiles::Args),
+    /// Show a profile merged, its cloud-init files and kernel command line rendered.
+    Render(commands::render::Args),
 }
 
 /// Turns clap's multi-line error into the one line osforge prints for every bad input:

@@ -1,6 +1,8 @@
 //! The edge between the command line and the library: each module turns parsed
 //! arguments into a library call, with `anyhow` context for the user.
 
+pub mod profiles;
+pub mod render;
 pub mod squashfs;
 
 use crate::cli::{Cli, Command};
@@ -8,5 +10,7 @@ use crate::cli::{Cli, Command};
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Squashfs(args) => squashfs::run(args, &cli.global),
+        Command::Profiles(args) => profiles::run(args, &cli.global),
+        Command::Render(args) => render::run(args, &cli.global),
     }
 }

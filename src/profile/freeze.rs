@@ -95,16 +95,23 @@ pub(crate) fn freeze(
     description: String,
     fz: &mut Freezer<'_>,
 ) -> Result<Profile, ProfileError> {
-    let os = freeze_os(&doc, fz)?;
-    let variables = check_variables(doc.variables, fz)?;
     let distro = Distro {
         name: doc.distro.name.ok_or_else(|| fz.missing("distro.name"))?,
-        suite: doc.distro.suite.ok_or_else(|| fz.missing("distro.suite"))?,
-        arch: doc.distro.arch.ok_or_else(|| fz.missing("distro.arch"))?,
-        mirror: doc.distro.mirror,
+        suite: doc
+            .distro
+            .suite
+            .clone()
+            .ok_or_else(|| fz.missing("distro.suite"))?,
+        arch: doc
+            .distro
+            .arch
+            .clone()
+            .ok_or_else(|| fz.missing("distro.arch"))?,
+        mirror: doc.distro.mirror.clone(),
         components: doc
             .distro
             .components
+            .clone()
             .filter(|c| !c.is_empty())
             .unwrap_or_else(|| {
                 vec![
@@ -116,6 +123,8 @@ pub(crate) fn freeze(
             }),
         variant: doc.distro.variant.unwrap_or(Variant::Important),
     };
+    let os = freeze_os(&doc, fz)?;
+    let variables = check_variables(doc.variables, fz)?;
     let mut repos: Vec<Repo> = Vec::new();
     for (i, r) in doc.repos.into_iter().enumerate() {
         if repos.iter().any(|have| have.name == r.name) {
