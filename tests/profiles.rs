@@ -535,6 +535,53 @@ fn an_unknown_profile_names_the_directories_searched() {
 }
 
 #[test]
+fn profiles_and_templates_are_found_through_the_environment() {
+    let empty = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .current_dir(empty.path())
+            .env(SearchPath::PROFILE_PATH_ENV, repo().join("profiles"))
+            .env_remove(SearchPath::TEMPLATE_PATH_ENV)
+            .output()
+            .unwrap()
+    };
+    let listed = run(&["profiles"]);
+    assert!(listed.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout).lines().count(),
+        SHIPPED.len()
+    );
+    let rendered = run(&["render", "--json", "--profile", "control-plane"]);
+    assert!(
+        rendered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+}
+
+#[test]
+fn a_template_that_renders_broken_yaml_is_named() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "templates/broken-output.tera",
+        "#cloud-config\nhosts: [{{ hostname }}\n",
+    );
+    sandbox.write(
+        "profiles/broken-output.yaml",
+        "inherits: [base]\ncloud_init:\n  user_data: broken-output.tera\n",
+    );
+    let out = sandbox.osforge(&["render", "-p", "broken-output"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stderr.lines().count(), 1);
+    assert!(
+        stderr.starts_with("osforge: error: templates/broken-output.tera: rendered #cloud-config user-data is not valid YAML: line 2"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn an_unknown_key_names_its_file_line_and_key_path() {
     let out = Sandbox::with_fixtures().osforge(&["render", "-p", "unknown-key"]);
     let line = assert_one_line_error(&out, "profiles/unknown-key.yaml:5:", "users[0].nmae");

@@ -27,7 +27,8 @@ pub fn run(_args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     }
     let width = profiles.iter().map(|p| p.name.len()).max().unwrap_or(0);
     for p in &profiles {
-        println!("{:width$}  {}", p.name, p.description);
+        let line = format!("{:width$}  {}", p.name, p.description);
+        println!("{}", line.trim_end());
     }
     Ok(())
 }

@@ -20,15 +20,15 @@ use super::model::{
 use super::node::Node;
 use super::render::{check_template_syntax, is_uuid};
 use super::schema::{
-    CloudInitDoc, CompressionDoc, Datasource, DiskDoc, IsoDoc, Locale, ProfileDoc, Timezone,
-    Variant, VolumeId,
+    CloudInitDoc, Component, CompressionDoc, Datasource, DiskDoc, DistroDoc, IsoDoc, KernelDoc,
+    Locale, ProfileDoc, RepoDoc, Timezone, Variant, VolumeId,
 };
 use super::validate::{check_hostname, check_single_line, check_variable_name};
 use crate::formats::squashfs::{self, Compression};
 
-/// The default NoCloud ISO label. Not `CIDATA`: the ISO carries its seed in a
-/// directory the kernel command line points at, so it should not also be taken
-/// for a seed volume by ds-identify on a host where it stays attached.
+/// The default label of a NoCloud host's ISO. Deliberately not `CIDATA`: any
+/// cloud-init that sees a volume so labelled takes it as its seed, and whether the
+/// ISO should be one is for the ISO stage to decide, not for a default.
 pub const NOCLOUD_VOLUME_ID: &str = "OSFORGE";
 /// The label cloud-init's ConfigDrive datasource looks for.
 pub const CONFIGDRIVE_VOLUME_ID: &str = "config-2";
@@ -90,43 +90,58 @@ impl Freezer<'_> {
     }
 }
 
+/// The whole profile, one section at a time; each step fails at the value at fault.
 pub(crate) fn freeze(
     doc: ProfileDoc,
     description: String,
     fz: &mut Freezer<'_>,
 ) -> Result<Profile, ProfileError> {
-    let distro = Distro {
-        name: doc.distro.name.ok_or_else(|| fz.missing("distro.name"))?,
-        suite: doc
-            .distro
-            .suite
-            .clone()
-            .ok_or_else(|| fz.missing("distro.suite"))?,
-        arch: doc
-            .distro
-            .arch
-            .clone()
-            .ok_or_else(|| fz.missing("distro.arch"))?,
-        mirror: doc.distro.mirror.clone(),
-        components: doc
-            .distro
+    let distro = freeze_distro(&doc.distro, fz)?;
+    let os = freeze_os(&doc, fz)?;
+    let repos = freeze_repos(doc.repos, fz)?;
+    let variables = check_variables(doc.variables, fz)?;
+    let kernel = freeze_kernel(doc.kernel, fz)?;
+    let cloud_init = freeze_cloud_init(doc.cloud_init, fz)?;
+    let iso = freeze_iso(doc.iso, cloud_init.datasource, fz)?;
+    let disk = doc.disk.map(|d| freeze_disk(d, fz)).transpose()?;
+    Ok(Profile {
+        name: fz.name.to_string(),
+        path: fz.leaf.to_path_buf(),
+        description,
+        source_files: fz.sources.clone(),
+        variables,
+        distro,
+        repos,
+        packages: doc.packages,
+        os,
+        kernel,
+        cloud_init,
+        iso,
+        disk,
+    })
+}
+
+fn freeze_distro(d: &DistroDoc, fz: &Freezer<'_>) -> Result<Distro, ProfileError> {
+    let main = || vec![Component::try_from("main".to_string()).expect("'main' is a component")];
+    Ok(Distro {
+        name: d.name.ok_or_else(|| fz.missing("distro.name"))?,
+        suite: d.suite.clone().ok_or_else(|| fz.missing("distro.suite"))?,
+        arch: d.arch.clone().ok_or_else(|| fz.missing("distro.arch"))?,
+        mirror: d.mirror.clone(),
+        components: d
             .components
             .clone()
             .filter(|c| !c.is_empty())
-            .unwrap_or_else(|| {
-                vec![
-                    "main"
-                        .to_string()
-                        .try_into()
-                        .expect("'main' is a component"),
-                ]
-            }),
-        variant: doc.distro.variant.unwrap_or(Variant::Important),
-    };
-    let os = freeze_os(&doc, fz)?;
-    let variables = check_variables(doc.variables, fz)?;
+            .unwrap_or_else(main),
+        variant: d.variant.unwrap_or(Variant::Important),
+    })
+}
+
+/// Repositories with their signing keys read (relative to the profile that
+/// names them).
+fn freeze_repos(docs: Vec<RepoDoc>, fz: &mut Freezer<'_>) -> Result<Vec<Repo>, ProfileError> {
     let mut repos: Vec<Repo> = Vec::new();
-    for (i, r) in doc.repos.into_iter().enumerate() {
+    for (i, r) in docs.into_iter().enumerate() {
         if repos.iter().any(|have| have.name == r.name) {
             return Err(fz.error(
                 &path(&format!("repos[{i}].name")),
@@ -145,8 +160,13 @@ pub(crate) fn freeze(
             key,
         });
     }
+    Ok(repos)
+}
+
+/// Parameter templates with where each was written; each must parse now.
+fn freeze_kernel(doc: KernelDoc, fz: &Freezer<'_>) -> Result<Kernel, ProfileError> {
     let mut cmdline = Vec::new();
-    for (i, param) in doc.kernel.cmdline.into_iter().enumerate() {
+    for (i, param) in doc.cmdline.into_iter().enumerate() {
         let (defined_at, key_path) =
             locate(fz.tree, &path(&format!("kernel.cmdline[{i}]")), fz.leaf);
         check_template_syntax(&param.0)
@@ -157,27 +177,7 @@ pub(crate) fn freeze(
             key_path,
         });
     }
-    let cloud_init = freeze_cloud_init(doc.cloud_init, fz)?;
-    let iso = freeze_iso(doc.iso, cloud_init.datasource, fz)?;
-    let disk = match doc.disk {
-        Some(d) => Some(freeze_disk(d, fz)?),
-        None => None,
-    };
-    Ok(Profile {
-        name: fz.name.to_string(),
-        path: fz.leaf.to_path_buf(),
-        description,
-        source_files: fz.sources.clone(),
-        variables,
-        distro,
-        repos,
-        packages: doc.packages,
-        os,
-        kernel: Kernel { cmdline },
-        cloud_init,
-        iso,
-        disk,
-    })
+    Ok(Kernel { cmdline })
 }
 
 fn freeze_os(doc: &ProfileDoc, fz: &mut Freezer<'_>) -> Result<OsConfig, ProfileError> {

@@ -51,10 +51,10 @@ pub use model::{
 };
 pub use render::{ConfigDrive, HostRender, NoCloudSeed, derived_uuid};
 pub use schema::{
-    AbsPath, AccountName, Arch, Component, Datasource, Directory, DistroName, Hostname,
-    KernelModules, Limit, LimitDomain, LimitItem, LimitType, LimitValue, Locale, Mode, ModuleName,
-    Package, PasswordHash, RepoName, SshKey, SudoRule, Suite, SysctlKey, SysctlValue, Systemd,
-    Timezone, UnitName, Uri, User, Variant, VolumeId,
+    AbsPath, AccountName, Arch, Component, Datasource, Description, Directory, DistroName,
+    Hostname, KernelModules, Limit, LimitDomain, LimitItem, LimitType, LimitValue, Locale, Mode,
+    ModuleName, Package, PasswordHash, RepoName, SshKey, SudoRule, Suite, SysctlKey, SysctlValue,
+    Systemd, Timezone, UnitName, Uri, User, Variant, VolumeId,
 };
 
 use std::path::PathBuf;
@@ -91,7 +91,11 @@ pub fn list(search: &SearchPath) -> Result<Vec<ProfileSummary>, ProfileError> {
             let file = load::ProfileFile::read(&load::tidy(&path))?;
             found.push(ProfileSummary {
                 name,
-                description: file.doc.description.unwrap_or_default(),
+                description: file
+                    .doc
+                    .description
+                    .map(|d| d.to_string())
+                    .unwrap_or_default(),
                 path: file.path,
             });
         }
@@ -121,7 +125,7 @@ pub fn load(
     let name = load::profile_name(&leaf);
     let description = files
         .last()
-        .and_then(|f| f.doc.description.clone())
+        .and_then(|f| f.doc.description.as_ref().map(|d| d.to_string()))
         .unwrap_or_default();
     let mut tree = load::merge_files(&files);
     load::apply_vars(&mut tree, vars, &name)?;

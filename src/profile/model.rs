@@ -316,3 +316,25 @@ impl Profile {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_profile_can_be_shared_between_threads() {
+        fn shareable<T: Send + Sync + 'static>() {}
+        shareable::<Profile>();
+        shareable::<super::super::HostRender>();
+    }
+
+    #[test]
+    fn digests_are_32_hex_digits_and_follow_the_content() {
+        let a = LoadedFile::new("k".into(), b"key".to_vec());
+        assert_eq!(a.xxh3_128.len(), 32);
+        assert_ne!(
+            a.xxh3_128,
+            LoadedFile::new("k".into(), b"kez".to_vec()).xxh3_128
+        );
+    }
+}

@@ -9,6 +9,38 @@
 //!
 //! Values that have a shape (names, paths, modes, hashes) are newtypes that check
 //! it when they are read, so the rest of osforge can rely on it.
+//!
+//! # The format
+//!
+//! ```yaml
+//! description: one line             # this file's own; not inherited
+//! inherits: [base]                  # names (own directory, then the search path)
+//!                                   # or paths relative to this file
+//! variables: {hostname: node}       # template variables; --var overrides declared ones
+//! distro: {name: debian, suite: bookworm, arch: amd64,          # required, somewhere
+//!          mirror: null, components: [main], variant: important} # defaults shown
+//! repos: [{name, uri, suite, components, key_file}]  # key_file relative to this file
+//! packages: [linux-image-amd64]
+//! hostname: debian                  # required; locale: C.UTF-8, timezone: Etc/UTC by default
+//! users: [{name, uid, groups, shell, ssh_authorized_keys, password_hash, sudo}]
+//! sysctl: {vm.swappiness: 10}
+//! kernel_modules: {load: [], blacklist: []}
+//! limits: [{domain, type: soft|hard|both, item, value}]
+//! files: [{path, content | source, mode: "0644", owner: root, group: root}]
+//! directories: [{path, mode: "0755", owner, group}]
+//! systemd: {enable: [], disable: [], mask: []}
+//! kernel: {cmdline: ["console=ttyS0,115200n8", "hugepages={{ hugepages }}",
+//!                    {name: isolcpus, value: "{{ isolcpus }}"}]}
+//! cloud_init: {datasource: nocloud | configdrive,       # nocloud by default
+//!              user_data: user-data.tera,                # both datasources
+//!              meta_data: meta-data.tera, network_config: network-config.tera,  # nocloud
+//!              meta_data_json: meta_data.json.tera, network_data: network_data.json.tera}
+//! iso: {volume_id: null, squashfs: {compression: zstd, level: 15, block_size: 1M}}
+//! disk: {size: 8G, partitions: [{name, size: 4M | rest, type, filesystem, mount, fstab_options}]}
+//! ```
+//!
+//! A template name with a `/` is a path relative to the profile that names it;
+//! a `null` network template leaves that file out.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -144,6 +176,10 @@ checked_string!(
         }
         Ok(())
     }
+);
+checked_string!(
+    /// A profile's description: one line, as `osforge profiles` prints it.
+    Description, |t| validate::check_single_line("the description", t)
 );
 checked_string!(
     /// An ISO 9660 volume identifier.
@@ -614,7 +650,7 @@ pub(crate) struct DiskDoc {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct ProfileDoc {
-    pub description: Option<String>,
+    pub description: Option<Description>,
     pub inherits: Inherits,
     pub variables: BTreeMap<String, serde_json::Value>,
     pub distro: DistroDoc,
