@@ -40,6 +40,10 @@ pub enum Command {
     Iso(commands::iso::Args),
     /// Write a FAT12/16/32 image from a directory.
     Fat(commands::fat::Args),
+    /// List the host profiles in the search path.
+    Profiles(commands::profiles::Args),
+    /// Show a profile merged, its cloud-init files and kernel command line rendered.
+    Render(commands::render::Args),
 }
 
 /// Turns clap's multi-line error into the one line osforge prints for every bad input:

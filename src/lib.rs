@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod formats;
+pub mod profile;
 pub mod util;
 pub mod artifacts;
 pub mod osconfig;

@@ -4,6 +4,8 @@
 pub mod fat;
 pub mod iso;
 pub mod qcow2;
+pub mod profiles;
+pub mod render;
 pub mod squashfs;
 
 use crate::cli::{Cli, Command};
@@ -14,5 +16,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Squashfs(args) => squashfs::run(args, &cli.global),
         Command::Iso(args) => iso::run(args, &cli.global),
         Command::Fat(args) => fat::run(args, &cli.global),
+        Command::Profiles(args) => profiles::run(args, &cli.global),
+        Command::Render(args) => render::run(args, &cli.global),
     }
 }

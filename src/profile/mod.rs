@@ -1,0 +1,142 @@
+//! Host profiles: the YAML files that say what an image is, and the per-host
+//! cloud-init seed and kernel command line rendered from them.
+//!
+//! A profile is `profiles/<name>.yaml`. It may inherit from others; files are
+//! merged on a generic YAML tree (maps deep, lists appended, `!replace` to
+//! replace) and the result is deserialized into typed structs and frozen into a
+//! [`Profile`]. Each file is first checked alone, so an unknown key or a wrong
+//! type is reported in the file that holds it, with its line and key path.
+//!
+//! ```text
+//!  base.yaml ─┐
+//!  qcow2-host ├─ read + check each ─ merge (post-order) ─ --var ─ typed ─ freeze ─► Profile
+//!  data-plane ┘                                                                        │
+//!                                                        render_host() ◄──────────────┘
+//!                                                   kernel cmdline + cloud-init seed
+//! ```
+//!
+//! The pipeline reads a `Profile` and never changes it. What a stage depends on
+//! is exposed for cache keys: [`Profile::rootfs_inputs`] and
+//! [`Profile::os_inputs`]; template variables are in neither.
+//!
+//! Files: `node` (the YAML tree with origins), `de` (typed structs from it),
+//! `merge`, `load` (search, inherits, `--var`), `schema` (the file format),
+//! `validate` (single values), `disk`, `cmdline`, `freeze` (whole-profile checks),
+//! `model` (the frozen profile), `render` (per-host output).
+
+mod cmdline;
+mod de;
+mod disk;
+mod error;
+mod freeze;
+mod load;
+mod merge;
+mod model;
+mod node;
+mod render;
+mod schema;
+mod validate;
+
+pub use cmdline::{KernelCmdline, MAX_CMDLINE_BYTES, check_param, split_params};
+pub use disk::{
+    ByteSize, Disk, Filesystem, LayoutError, Partition, PartitionSize, PartitionType,
+    PlacedPartition,
+};
+pub use error::{KeyPath, PathSegment, ProfileError, SourceLocation};
+pub use freeze::{CONFIGDRIVE_VOLUME_ID, NOCLOUD_VOLUME_ID};
+pub use load::{SearchPath, parse_var_arg};
+pub use model::{
+    CloudInit, CmdlineTemplate, Distro, FileContents, FileInputs, ImageFile, Iso, Kernel,
+    LoadedFile, OsConfig, OsInputs, Profile, Repo, RepoInputs, RootfsInputs, SquashfsSettings,
+    Template,
+};
+pub use render::{ConfigDrive, HostRender, NoCloudSeed, derived_uuid};
+pub use schema::{
+    AbsPath, AccountName, Arch, Component, Datasource, Description, Directory, DistroName,
+    Hostname, KernelModules, Limit, LimitDomain, LimitItem, LimitType, LimitValue, Locale, Mode,
+    ModuleName, Package, PasswordHash, RepoName, SshKey, SudoRule, Suite, SysctlKey, SysctlValue,
+    Systemd, Timezone, UnitName, Uri, User, Variant, VolumeId,
+};
+
+use std::path::PathBuf;
+
+/// A profile as `osforge profiles` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProfileSummary {
+    pub name: String,
+    pub description: String,
+    pub path: PathBuf,
+}
+
+/// Every profile in the search path, by name; the first directory that has a
+/// name wins. Each file is parsed (not merged) to read its description.
+pub fn list(search: &SearchPath) -> Result<Vec<ProfileSummary>, ProfileError> {
+    let mut found: Vec<ProfileSummary> = Vec::new();
+    for dir in &search.profile_dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.is_file()
+                    && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+            })
+            .collect();
+        paths.sort();
+        for path in paths {
+            let name = load::profile_name(&path);
+            if found.iter().any(|p| p.name == name) {
+                continue;
+            }
+            let file = load::ProfileFile::read(&load::tidy(&path))?;
+            found.push(ProfileSummary {
+                name,
+                description: file
+                    .doc
+                    .description
+                    .map(|d| d.to_string())
+                    .unwrap_or_default(),
+                path: file.path,
+            });
+        }
+    }
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(found)
+}
+
+/// Loads a profile by name (looked up in `search`) or by path, with `--var`
+/// overrides as `(key, value)` pairs (values are parsed as YAML scalars).
+pub fn load(
+    name_or_path: &str,
+    search: &SearchPath,
+    vars: &[(String, String)],
+) -> Result<Profile, ProfileError> {
+    let leaf = load::resolve(name_or_path, search)?;
+    let mut search = search.clone();
+    if let Some(dir) = leaf.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir.to_path_buf()
+        };
+        search.add_profile_dir(dir, true);
+    }
+    let files = load::linearize(&leaf, &search)?;
+    let name = load::profile_name(&leaf);
+    let description = files
+        .last()
+        .and_then(|f| f.doc.description.as_ref().map(|d| d.to_string()))
+        .unwrap_or_default();
+    let mut tree = load::merge_files(&files);
+    load::apply_vars(&mut tree, vars, &name)?;
+    let doc: schema::ProfileDoc = de::from_node(&tree)?;
+    let mut freezer = freeze::Freezer {
+        tree: &tree,
+        leaf: &leaf,
+        name: &name,
+        search: &search,
+        sources: files.iter().map(|f| f.path.clone()).collect(),
+    };
+    freeze::freeze(doc, description, &mut freezer)
+}
