@@ -32,6 +32,8 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Build images (iso, qcow2, raw) from a host profile.
+    Build(commands::build::Args),
     /// Convert a raw disk image (or a stream on stdin) to qcow2.
     Qcow2(commands::qcow2::Args),
     /// Write a squashfs 4.0 image from a directory or a tar stream.

@@ -1,6 +1,7 @@
 //! The edge between the command line and the library: each module turns parsed
 //! arguments into a library call, with `anyhow` context for the user.
 
+pub mod build;
 pub mod fat;
 pub mod iso;
 pub mod qcow2;
@@ -12,6 +13,7 @@ use crate::cli::{Cli, Command};
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Build(args) => build::run(args, &cli.global),
         Command::Qcow2(args) => qcow2::run(args, &cli.global),
         Command::Squashfs(args) => squashfs::run(args, &cli.global),
         Command::Iso(args) => iso::run(args, &cli.global),

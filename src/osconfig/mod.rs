@@ -45,7 +45,8 @@ pub struct UserSpec {
     pub groups: Vec<String>,
     pub shell: Option<String>,
     pub ssh_authorized_keys: Vec<String>,
-    /// A crypt(3) hash; never a password.
+    /// A crypt(3) hash; never a password. Cache manifests record its digest only.
+    #[serde(serialize_with = "digest_of_secret")]
     pub password_hash: Option<String>,
     pub sudo: Option<String>,
 }
@@ -75,6 +76,13 @@ pub struct FileSpec {
     pub mode: u32,
     pub owner: String,
     pub group: String,
+}
+
+fn digest_of_secret<S: serde::Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => s.serialize_str(&format!("xxh3:{:032x}", xxhash_rust::xxh3::xxh3_128(v.as_bytes()))),
+        None => s.serialize_none(),
+    }
 }
 
 /// What was done, one line per step, for the build log.

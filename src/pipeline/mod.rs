@@ -1,3 +1,418 @@
-//! The build pipeline: profile -> rootfs -> configure -> artifacts -> publish.
+//! The build pipeline: profile → rootfs → configure → artifacts → publish.
+//!
+//! [`build_image`] reads as the recipe. Each stage takes a small typed input
+//! ([`plan`] translates the profile), and the expensive ones are cached by a
+//! key over exactly their inputs ([`cache`]); keys chain, so a change to the
+//! packages rebuilds everything after the bootstrap, while a `--var` that only
+//! reaches cloud-init or the kernel command line rebuilds nothing but the
+//! per-host artifact. Everything the user got wrong (profile, templates,
+//! command line) is found before the first stage runs.
 
 pub mod cache;
+pub mod plan;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::artifacts::live_iso::{self, LiveIso, Seed};
+use crate::formats::Progress;
+use crate::formats::squashfs::{self, SquashfsWriter, source::DirectorySource};
+use crate::profile::{HostRender, Profile, SearchPath};
+use crate::rootfs::{self, Network};
+use crate::util::output::AtomicOutput;
+use crate::util::progress::Bar;
+use cache::{Cache, Lookup, StageKey};
+
+/// Bumped when a stage's code changes what it produces, so old cache
+/// entries are not reused.
+const BOOTSTRAP_FORMAT: u32 = 1;
+const CONFIGURE_FORMAT: u32 = 1;
+const SQUASHFS_FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArtifactType {
+    Iso,
+    Qcow2,
+    Raw,
+}
+
+impl FromStr for ArtifactType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "iso" => Ok(ArtifactType::Iso),
+            "qcow2" | "qcow" => Ok(ArtifactType::Qcow2),
+            "raw" => Ok(ArtifactType::Raw),
+            other => Err(format!("unknown image type '{other}' (expected iso, qcow2 or raw)")),
+        }
+    }
+}
+
+impl fmt::Display for ArtifactType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ArtifactType::Iso => "iso",
+            ArtifactType::Qcow2 => "qcow2",
+            ArtifactType::Raw => "raw",
+        })
+    }
+}
+
+/// Everything one build needs, resolved from the command line.
+pub struct BuildRequest {
+    pub profile: Profile,
+    pub search: SearchPath,
+    pub types: Vec<ArtifactType>,
+    pub output_dir: PathBuf,
+    /// The artifacts' file name without extension (default: the profile name).
+    pub name: String,
+    pub cmdline_append: Option<String>,
+    pub mirror: Option<String>,
+    pub network: Network,
+    pub rebuild: bool,
+    pub cache: Cache,
+    pub jobs: usize,
+    pub source_date_epoch: Option<u64>,
+}
+
+/// What the user sees of the build: one line per stage, unless quiet.
+pub struct Log {
+    pub quiet: bool,
+    pub progress: bool,
+}
+
+impl Log {
+    pub fn info(&self, message: &str) {
+        if !self.quiet {
+            eprintln!("osforge: {message}");
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct StageReport {
+    pub stage: &'static str,
+    pub cached: bool,
+    pub seconds: f64,
+    pub detail: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Artifact {
+    #[serde(rename = "type")]
+    pub kind: ArtifactType,
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub sha256: String,
+    pub md5: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BuildReport {
+    pub profile: String,
+    pub hostname: String,
+    pub kernel_cmdline: String,
+    pub stages: Vec<StageReport>,
+    pub artifacts: Vec<Artifact>,
+    pub seconds: f64,
+}
+
+/// A cached stage's output directory and whether it came from the cache.
+struct StageOutput {
+    dir: PathBuf,
+    key: String,
+}
+
+pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport> {
+    let started = Instant::now();
+    let mut stages = Vec::new();
+    let host = render_host(req)?;
+    let bootstrap = bootstrap_rootfs(req, log, &mut stages)?;
+    let configured = configure_os(req, &bootstrap, log, &mut stages)?;
+    let mut artifacts = Vec::new();
+    for kind in &req.types {
+        let artifact = match kind {
+            ArtifactType::Iso => make_live_iso(req, &host, &configured, log, &mut stages)?,
+            ArtifactType::Qcow2 | ArtifactType::Raw => {
+                anyhow::bail!("--type {kind} is not implemented by this build yet; use --type iso")
+            }
+        };
+        artifacts.push(artifact);
+    }
+    write_checksums(&artifacts)?;
+    Ok(BuildReport {
+        profile: req.profile.name.clone(),
+        hostname: host.hostname.clone(),
+        kernel_cmdline: host.kernel_cmdline.to_string(),
+        stages,
+        artifacts,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Renders the per-host files first: a template or command-line mistake must
+/// fail before minutes of bootstrapping, and leave nothing behind.
+fn render_host(req: &BuildRequest) -> anyhow::Result<HostRender> {
+    let mut host = req.profile.render_host().map_err(|e| e.into_input_error())?;
+    if let Some(extra) = &req.cmdline_append {
+        host.append_cmdline(extra).map_err(|e| e.into_input_error())?;
+    }
+    Ok(host)
+}
+
+/// Runs `make` unless the cache has the stage; logs the outcome and timing.
+fn cached_stage(
+    req: &BuildRequest,
+    key: &StageKey,
+    log: &Log,
+    stages: &mut Vec<StageReport>,
+    make: impl FnOnce(&Path) -> anyhow::Result<String>,
+) -> anyhow::Result<StageOutput> {
+    let started = Instant::now();
+    if req.rebuild {
+        req.cache.evict(key).with_context(|| format!("clearing the cached {} stage", key.stage))?;
+    }
+    let (dir, cached, detail) = match req.cache.lookup(key) {
+        Lookup::Hit(dir) => (dir, true, "reused from the cache".to_string()),
+        Lookup::Miss { reason } => {
+            let why = if req.rebuild { "--rebuild".to_string() } else { reason };
+            log.info(&format!("{}: building ({why})", key.stage));
+            let (dir, detail) = req.cache.build(key, make)?;
+            (dir, false, detail)
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    log.info(&format!("{}: {detail} [{} {}] in {seconds:.1} s", key.stage, key.stage, &key.key[..12]));
+    stages.push(StageReport { stage: key.stage, cached, seconds, detail });
+    Ok(StageOutput { dir, key: key.key.clone() })
+}
+
+fn bootstrap_rootfs(req: &BuildRequest, log: &Log, stages: &mut Vec<StageReport>) -> anyhow::Result<StageOutput> {
+    let spec = plan::bootstrap_spec(&req.profile, req.mirror.as_deref(), req.source_date_epoch);
+    let key = StageKey::new(
+        "bootstrap",
+        &serde_json::json!({
+            "format": BOOTSTRAP_FORMAT,
+            "spec": spec,
+            "mmdebstrap": rootfs::mmdebstrap_version(),
+        }),
+    );
+    let network = req.network.clone();
+    cached_stage(req, &key, log, stages, |dir| {
+        let spinner = Bar::spinner("bootstrapping the rootfs (mmdebstrap)", log.progress);
+        let result = rootfs::bootstrap(&spec, &network, dir);
+        spinner.finish();
+        let tar = result?;
+        let bytes = std::fs::metadata(&tar)?.len();
+        Ok(format!("mmdebstrap {} {} with {} packages: {}", spec.suite, spec.variant, spec.packages.len(), crate::util::size::human_bytes(bytes)))
+    })
+}
+
+fn configure_os(req: &BuildRequest, bootstrap: &StageOutput, log: &Log, stages: &mut Vec<StageReport>) -> anyhow::Result<StageOutput> {
+    let settings = plan::os_settings(&req.profile);
+    let key = StageKey::new(
+        "configure",
+        &serde_json::json!({ "format": CONFIGURE_FORMAT, "bootstrap": bootstrap.key, "os": settings }),
+    );
+    let tar = bootstrap.dir.join("rootfs.tar");
+    cached_stage(req, &key, log, stages, |dir| {
+        let root = dir.join("root");
+        rootfs::unpack(&tar, &root)?;
+        let report = crate::osconfig::apply(&root, &settings).context("configuring the image (osconfig)")?;
+        Ok(format!("osconfig: {}", report.actions.join("; ")))
+    })
+}
+
+fn make_squashfs(req: &BuildRequest, configured: &StageOutput, log: &Log, stages: &mut Vec<StageReport>) -> anyhow::Result<PathBuf> {
+    let s = &req.profile.iso.squashfs;
+    let key = StageKey::new(
+        "squashfs",
+        &serde_json::json!({
+            "format": SQUASHFS_FORMAT,
+            "configure": configured.key,
+            "compression": s.compression.name(),
+            "level": s.level,
+            "block_size": s.block_size.0,
+            "source_date_epoch": req.source_date_epoch,
+            // The kernel and initrd travel beside the squashfs on the ISO.
+            "exclude": ["boot/*"],
+        }),
+    );
+    let root = configured.dir.join("root");
+    let jobs = req.jobs;
+    let out = cached_stage(req, &key, log, stages, |dir| {
+        let source = DirectorySource::scan_excluding(&root, true, &[b"boot/"]).context("scanning the configured rootfs")?;
+        let bar = Arc::new(Bar::bytes("squashfs", source.total_bytes, log.progress));
+        let image = dir.join("filesystem.squashfs");
+        let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&image)?;
+        let opts = squashfs::Options {
+            compression: s.compression,
+            level: Some(s.level),
+            block_size: s.block_size.0 as u32,
+            jobs,
+            mtime: req.source_date_epoch.map(|e| e.min(u32::MAX as u64) as u32),
+            ..squashfs::Options::default()
+        };
+        let mut writer = SquashfsWriter::with_progress(file, opts, Arc::clone(&bar) as Arc<dyn Progress>)?;
+        let result = source.add_to(&mut writer).and_then(|()| writer.finish());
+        bar.finish();
+        let summary = result?;
+        Ok(format!(
+            "{} {} from {} ({} inodes)",
+            summary.compression,
+            crate::util::size::human_bytes(summary.image_bytes),
+            crate::util::size::human_bytes(summary.bytes_in),
+            summary.inodes
+        ))
+    })?;
+    Ok(out.dir.join("filesystem.squashfs"))
+}
+
+fn make_live_iso(
+    req: &BuildRequest,
+    host: &HostRender,
+    configured: &StageOutput,
+    log: &Log,
+    stages: &mut Vec<StageReport>,
+) -> anyhow::Result<Artifact> {
+    let squashfs = make_squashfs(req, configured, log, stages)?;
+    let started = Instant::now();
+    let mut cmdline = host.kernel_cmdline.clone();
+    // live-boot only acts with boot=live; profiles for ISO hosts usually carry
+    // it, but any profile can be built as an ISO.
+    if cmdline.get("boot").is_none() {
+        cmdline.append("boot=live").map_err(anyhow::Error::msg)?;
+    }
+    let seed = if let Some(c) = &host.configdrive {
+        Seed::ConfigDrive {
+            user_data: c.user_data.clone(),
+            meta_data_json: c.meta_data_json.clone(),
+            network_data_json: c.network_data_json.clone(),
+        }
+    } else if let Some(n) = &host.nocloud {
+        Seed::NoCloud { user_data: n.user_data.clone(), meta_data: n.meta_data.clone(), network_config: n.network_config.clone() }
+    } else {
+        anyhow::bail!("profile {} renders no cloud-init seed", req.profile.name);
+    };
+    let grub_cfg = render_grub_cfg(req, host, &cmdline.to_string())?;
+    let out = req.output_dir.join(format!("{}.iso", req.name));
+    let bar = Bar::bytes("iso", 0, log.progress);
+    let summary = live_iso::write(
+        &LiveIso {
+            rootfs: &configured.dir.join("root"),
+            squashfs: &squashfs,
+            grub_cfg,
+            volume_id: req.profile.iso.volume_id.as_str(),
+            seed: &seed,
+            mtime: req.source_date_epoch.map(|e| e as i64),
+        },
+        &out,
+        &bar,
+    );
+    bar.finish();
+    let summary = summary?;
+    let seconds = started.elapsed().as_secs_f64();
+    let detail = format!("{} ({}, label {})", out.display(), crate::util::size::human_bytes(summary.size_bytes), req.profile.iso.volume_id);
+    log.info(&format!("iso: wrote {detail} in {seconds:.1} s"));
+    stages.push(StageReport { stage: "iso", cached: false, seconds, detail });
+    describe_artifact(ArtifactType::Iso, out)
+}
+
+/// grub.cfg from `grub-live.cfg.tera` in the template path. Kernel parameters
+/// are quoted for GRUB's shell-like parser, which would otherwise expand `$`
+/// and split on `;`.
+fn render_grub_cfg(req: &BuildRequest, host: &HostRender, cmdline: &str) -> anyhow::Result<String> {
+    let template = req
+        .search
+        .template_dirs
+        .iter()
+        .map(|d| d.join("grub-live.cfg.tera"))
+        .find(|p| p.is_file())
+        .with_context(|| "template grub-live.cfg.tera not found in the template path")?;
+    let source = std::fs::read_to_string(&template).with_context(|| format!("reading {}", template.display()))?;
+    let quoted: Vec<String> = cmdline.split(' ').filter(|p| !p.is_empty()).map(grub_quote).collect();
+    let mut context = tera::Context::new();
+    context.insert("profile", &req.profile.name);
+    context.insert("hostname", &host.hostname);
+    context.insert("title", &format!("{} ({})", req.profile.description, host.hostname));
+    context.insert("cmdline", &quoted.join(" "));
+    tera::Tera::one_off(&source, &context, false)
+        .map_err(|e| anyhow::anyhow!("{}: {}", template.display(), tera_message(&e)))
+}
+
+fn tera_message(e: &tera::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message = s.to_string();
+        source = s.source();
+    }
+    message
+}
+
+/// Quotes a word for grub.cfg when it holds anything beyond plain characters.
+fn grub_quote(word: &str) -> String {
+    let plain = word.chars().all(|c| c.is_ascii_alphanumeric() || "_.,:/=+-@%".contains(c));
+    if plain { word.to_string() } else { format!("'{}'", word.replace('\'', "'\\''")) }
+}
+
+fn describe_artifact(kind: ArtifactType, path: PathBuf) -> anyhow::Result<Artifact> {
+    use md5::Md5;
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut file = std::fs::File::open(&path).with_context(|| format!("reading back {}", path.display()))?;
+    let (mut sha, mut md5) = (Sha256::new(), Md5::new());
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        sha.update(&buf[..n]);
+        md5.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    Ok(Artifact { kind, path, bytes, sha256: cache::hex(&sha.finalize()), md5: cache::hex(&md5.finalize()) })
+}
+
+/// `<artifact>.sha256` and `<artifact>.md5sum` in sha256sum/md5sum format, as
+/// Airship's pipelines expect beside each image.
+fn write_checksums(artifacts: &[Artifact]) -> anyhow::Result<()> {
+    for a in artifacts {
+        let name = a.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        for (ext, digest) in [("sha256", &a.sha256), ("md5sum", &a.md5)] {
+            let path = a.path.with_file_name(format!("{name}.{ext}"));
+            let mut out = AtomicOutput::create(&path)?;
+            use std::io::Write;
+            writeln!(out.file(), "{digest}  {name}")?;
+            out.commit()?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_parameters_are_quoted_for_grub_only_when_needed() {
+        assert_eq!(grub_quote("console=ttyS0,115200n8"), "console=ttyS0,115200n8");
+        assert_eq!(grub_quote("ds=nocloud;s=http://x/"), "'ds=nocloud;s=http://x/'");
+        assert_eq!(grub_quote("a$b'c"), "'a$b'\\''c'");
+    }
+
+    #[test]
+    fn image_types_parse_with_airship_s_qcow_alias() {
+        assert_eq!("qcow".parse::<ArtifactType>(), Ok(ArtifactType::Qcow2));
+        assert!("vmdk".parse::<ArtifactType>().unwrap_err().contains("expected iso, qcow2 or raw"));
+    }
+}

@@ -26,10 +26,11 @@ use super::schema::{
 use super::validate::{check_hostname, check_single_line, check_variable_name};
 use crate::formats::squashfs::{self, Compression};
 
-/// The default label of a NoCloud host's ISO. Deliberately not `CIDATA`: any
-/// cloud-init that sees a volume so labelled takes it as its seed, and whether the
-/// ISO should be one is for the ISO stage to decide, not for a default.
-pub const NOCLOUD_VOLUME_ID: &str = "OSFORGE";
+/// The default label of a NoCloud host's ISO. The live ISO carries the host's
+/// NoCloud seed at its root, so it is the seed volume, and cloud-init's
+/// ds-identify finds a seed by this label (the alternative, `ds=nocloud;s=…` on
+/// the kernel command line, contains `;`, which grub.cfg takes as a separator).
+pub const NOCLOUD_VOLUME_ID: &str = "cidata";
 /// The label cloud-init's ConfigDrive datasource looks for.
 pub const CONFIGDRIVE_VOLUME_ID: &str = "config-2";
 /// Large blocks compress a root filesystem best; squashfs's maximum.

@@ -187,7 +187,7 @@ pub struct CloudInit {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Iso {
-    /// The ISO's volume label: `config-2` for a config drive, else `OSFORGE`.
+    /// The ISO's volume label: `config-2` for a config drive, else `cidata` (NoCloud finds its seed by it).
     pub volume_id: VolumeId,
     pub squashfs: SquashfsSettings,
 }

@@ -86,6 +86,13 @@ impl DirectorySource {
     /// Walks `root` without following symlinks. `with_xattrs: false` skips
     /// reading them (faster when they will not be stored).
     pub fn scan(root: &Path, with_xattrs: bool) -> Result<DirectorySource, Error> {
+        Self::scan_excluding(root, with_xattrs, &[])
+    }
+
+    /// Like [`scan`](Self::scan), leaving out every path under one of the
+    /// `excluded` prefixes (relative, e.g. `boot/` keeps the directory but
+    /// not its contents).
+    pub fn scan_excluding(root: &Path, with_xattrs: bool, excluded: &[&[u8]]) -> Result<DirectorySource, Error> {
         let md = std::fs::symlink_metadata(root).map_err(|e| read_err(root, e))?;
         if !md.is_dir() {
             return Err(read_err(root, io::Error::other("not a directory")));
@@ -127,6 +134,9 @@ impl DirectorySource {
             } else {
                 [&dir_rel[..], b"/", name].concat()
             };
+            if excluded.iter().any(|prefix| rel.starts_with(prefix)) {
+                continue;
+            }
             let full = root.join(OsStr::from_bytes(&rel));
             let md = std::fs::symlink_metadata(&full).map_err(|e| read_err(&full, e))?;
             let mut meta = meta_of(&md);

@@ -1,0 +1,103 @@
+//! `osforge build`: a profile in, images out.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::cli::GlobalArgs;
+use crate::pipeline::cache::Cache;
+use crate::pipeline::{self, ArtifactType, BuildRequest, Log};
+use crate::profile::{self, SearchPath};
+use crate::rootfs::Network;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A profile name (looked up in ./profiles and $OSFORGE_PROFILE_PATH) or a path to one.
+    #[arg(long, short)]
+    pub profile: String,
+    /// What to write: iso, qcow2, raw, or several separated by commas.
+    #[arg(long = "type", short = 't', default_value = "iso", value_delimiter = ',', value_parser = clap::value_parser!(ArtifactType))]
+    pub types: Vec<ArtifactType>,
+    /// Where the images and their checksums go.
+    #[arg(long, short, default_value = "out")]
+    pub output: PathBuf,
+    /// File name of the images, without extension (default: the profile name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set a template variable the profile declares: --var hostname=node-1.
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+    /// Kernel parameters to add to the profile's command line.
+    #[arg(long, value_name = "ARGS")]
+    pub cmdline_append: Option<String>,
+    /// Debian mirror for the bootstrap (default: the profile's, else mmdebstrap's own).
+    #[arg(long, value_name = "URL")]
+    pub mirror: Option<String>,
+    /// HTTP(S) proxy for downloads during the build; never written into the image.
+    #[arg(long, value_name = "URL", env = "OSFORGE_PROXY")]
+    pub proxy: Option<String>,
+    /// Hosts that bypass the proxy.
+    #[arg(long, value_name = "LIST")]
+    pub no_proxy: Option<String>,
+    /// Rebuild every stage instead of reusing cached ones.
+    #[arg(long)]
+    pub rebuild: bool,
+    /// Where stage outputs are cached (default: $OSFORGE_CACHE_DIR, else ~/.cache/osforge).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compression threads (default: one per CPU).
+    #[arg(long, short)]
+    pub jobs: Option<usize>,
+    /// Reproducible build: fixes every timestamp to at most this time.
+    #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "EPOCH")]
+    pub source_date_epoch: Option<u64>,
+}
+
+fn parse_var(text: &str) -> Result<(String, String), String> {
+    profile::parse_var_arg(text)
+}
+
+pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
+    let search = SearchPath::from_env();
+    let profile = profile::load(&args.profile, &search, &args.vars).map_err(|e| e.into_input_error())?;
+    let name = args.name.clone().unwrap_or_else(|| profile.name.clone());
+    if name.is_empty() || name.contains('/') {
+        crate::bail_input!("invalid value '{name}' for '--name': expected a file name without '/'");
+    }
+    std::fs::create_dir_all(&args.output).with_context(|| format!("creating the output directory {}", args.output.display()))?;
+    let request = BuildRequest {
+        name,
+        search,
+        types: dedup(args.types),
+        output_dir: args.output,
+        cmdline_append: args.cmdline_append,
+        mirror: args.mirror,
+        network: Network { proxy: args.proxy, no_proxy: args.no_proxy },
+        rebuild: args.rebuild,
+        cache: Cache::new(args.cache_dir.unwrap_or_else(Cache::default_root)),
+        jobs: args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1),
+        source_date_epoch: args.source_date_epoch,
+        profile,
+    };
+    let log = Log { quiet: global.quiet || global.json, progress: !global.quiet && !global.json };
+    let report = pipeline::build_image(&request, &log)?;
+    if global.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else if !global.quiet {
+        for a in &report.artifacts {
+            eprintln!("osforge: {} {} ({} bytes, sha256 {})", a.kind, a.path.display(), a.bytes, &a.sha256[..16]);
+        }
+        eprintln!("osforge: built {} for host {} in {:.1} s", report.profile, report.hostname, report.seconds);
+    }
+    Ok(())
+}
+
+fn dedup(types: Vec<ArtifactType>) -> Vec<ArtifactType> {
+    let mut out = Vec::new();
+    for t in types {
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    out
+}
