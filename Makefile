@@ -1,9 +1,44 @@
 # osforge: build images and run the tests.
+#
+#   make cut_image                                  # the default ISO (profile ephemeral)
+#   make cut_image IMAGE_TYPE=iso PROFILE=base VARS="hostname=node-1" OUTPUT_DIR=out
+#   make cut_image IMAGE_TYPE=iso PROXY=http://proxy:3128 NO_PROXY=localhost
+#   make test                                       # all tests (as root: they mount and boot images)
+#
+# Variables follow Airship image-builder's Makefile where they overlap.
 CARGO ?= cargo
+OSFORGE ?= target/release/osforge
+IMAGE_TYPE ?= iso
+PROFILE ?= ephemeral
+OUTPUT_DIR ?= ./out
+PROXY ?=
+NO_PROXY ?= localhost,127.0.0.1
+MIRROR ?=
+# Template variables, space separated: VARS="hostname=node-1 hugepages=64"
+VARS ?=
+CMDLINE_APPEND ?=
+OSFORGE_CACHE_DIR ?=
 
-.PHONY: build test
+build_args = --output $(OUTPUT_DIR) \
+	$(if $(PROXY),--proxy $(PROXY) --no-proxy $(NO_PROXY)) \
+	$(if $(MIRROR),--mirror $(MIRROR)) \
+	$(foreach v,$(VARS),--var '$(v)') \
+	$(if $(CMDLINE_APPEND),--cmdline-append '$(CMDLINE_APPEND)') \
+	$(if $(OSFORGE_CACHE_DIR),--cache-dir $(OSFORGE_CACHE_DIR))
+
+.PHONY: build test cut_image clean
 build:
 	$(CARGO) build --release
 
+cut_image: build
+ifeq ($(IMAGE_TYPE),iso)
+	$(OSFORGE) build --profile $(PROFILE) --type iso $(build_args)
+else
+	$(error IMAGE_TYPE must be iso or qcow, not '$(IMAGE_TYPE)')
+endif
+
 test:
 	$(CARGO) test --release
+
+clean:
+	rm -rf $(OUTPUT_DIR)

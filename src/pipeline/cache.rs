@@ -42,6 +42,10 @@ impl StageKey {
     }
 }
 
+pub struct KeyLock {
+    _file: fs::File,
+}
+
 pub enum Lookup {
     Hit(PathBuf),
     /// Not cached; the reason says why, for the log.
@@ -71,6 +75,21 @@ impl Cache {
 
     fn entry_dir(&self, key: &StageKey) -> PathBuf {
         self.root.join(key.stage).join(&key.key)
+    }
+
+    /// Holds an exclusive lock on one key until dropped: a second osforge
+    /// building the same stage waits, then finds the entry made by the first.
+    pub fn lock(&self, key: &StageKey) -> anyhow::Result<KeyLock> {
+        use std::os::fd::AsRawFd;
+        let stage_dir = self.root.join(key.stage);
+        fs::create_dir_all(&stage_dir).map_err(|e| io_context(e, &stage_dir))?;
+        let path = stage_dir.join(format!(".{}.lock", key.key));
+        let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| io_context(e, &path))?;
+        // SAFETY: flock on a descriptor we own; released when the file closes.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(io_context(io::Error::last_os_error(), &path));
+        }
+        Ok(KeyLock { _file: file })
     }
 
     pub fn lookup(&self, key: &StageKey) -> Lookup {

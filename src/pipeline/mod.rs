@@ -99,6 +99,8 @@ impl Log {
 #[derive(Debug, Serialize)]
 pub struct StageReport {
     pub stage: &'static str,
+    /// The cache key (`<cache>/<stage>/<key>/`); None for per-host artifacts.
+    pub key: Option<String>,
     pub cached: bool,
     pub seconds: f64,
     pub detail: String,
@@ -117,6 +119,7 @@ pub struct Artifact {
 #[derive(Debug, Serialize)]
 pub struct BuildReport {
     pub profile: String,
+    pub cache_dir: PathBuf,
     pub hostname: String,
     pub kernel_cmdline: String,
     pub stages: Vec<StageReport>,
@@ -149,6 +152,7 @@ pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport>
     write_checksums(&artifacts)?;
     Ok(BuildReport {
         profile: req.profile.name.clone(),
+        cache_dir: req.cache.root().to_path_buf(),
         hostname: host.hostname.clone(),
         kernel_cmdline: host.kernel_cmdline.to_string(),
         stages,
@@ -176,6 +180,7 @@ fn cached_stage(
     make: impl FnOnce(&Path) -> anyhow::Result<String>,
 ) -> anyhow::Result<StageOutput> {
     let started = Instant::now();
+    let _lock = req.cache.lock(key)?;
     if req.rebuild {
         req.cache.evict(key).with_context(|| format!("clearing the cached {} stage", key.stage))?;
     }
@@ -190,7 +195,7 @@ fn cached_stage(
     };
     let seconds = started.elapsed().as_secs_f64();
     log.info(&format!("{}: {detail} [{} {}] in {seconds:.1} s", key.stage, key.stage, &key.key[..12]));
-    stages.push(StageReport { stage: key.stage, cached, seconds, detail });
+    stages.push(StageReport { stage: key.stage, key: Some(key.key.clone()), cached, seconds, detail });
     Ok(StageOutput { dir, key: key.key.clone() })
 }
 
@@ -321,7 +326,7 @@ fn make_live_iso(
     let seconds = started.elapsed().as_secs_f64();
     let detail = format!("{} ({}, label {})", out.display(), crate::util::size::human_bytes(summary.size_bytes), req.profile.iso.volume_id);
     log.info(&format!("iso: wrote {detail} in {seconds:.1} s"));
-    stages.push(StageReport { stage: "iso", cached: false, seconds, detail });
+    stages.push(StageReport { stage: "iso", key: None, cached: false, seconds, detail });
     describe_artifact(ArtifactType::Iso, out)
 }
 
