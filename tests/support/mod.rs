@@ -3,6 +3,8 @@
 //! reading `unsquashfs -lln` listings.
 #![allow(dead_code)]
 
+pub mod qemu;
+
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::File;
