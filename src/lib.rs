@@ -4,14 +4,14 @@
 //! formats it writes live in [`formats`] and know nothing of profiles, so each is
 //! also usable on its own (`osforge squashfs`, ...), the way mkfs tools are.
 
+pub mod artifacts;
 pub mod boot;
 pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod formats;
-pub mod profile;
-pub mod util;
-pub mod artifacts;
 pub mod osconfig;
 pub mod pipeline;
+pub mod profile;
 pub mod rootfs;
+pub mod util;

@@ -31,7 +31,9 @@ fn repo() -> PathBuf {
 /// A marker line cloud-init prints on the serial console once the host is up:
 /// its host name and its kernel command line (spaces made commas).
 fn marker_runcmd() -> String {
-    format!(r#"runcmd=["echo {MARKER} hostname=$(hostname) cmdline=$(tr ' ' , < /proc/cmdline) > /dev/ttyS0"]"#)
+    format!(
+        r#"runcmd=["echo {MARKER} hostname=$(hostname) cmdline=$(tr ' ' , < /proc/cmdline) > /dev/ttyS0"]"#
+    )
 }
 
 struct Built {
@@ -44,31 +46,69 @@ fn build(out: &Path, hostname: &str) -> serde_json::Value {
     let output = run_ok(
         osforge()
             .current_dir(repo())
-            .args(["--json", "build", "--profile", "ephemeral", "--type", "iso", "--output"])
+            .args([
+                "--json",
+                "build",
+                "--profile",
+                "ephemeral",
+                "--type",
+                "iso",
+                "--output",
+            ])
             .arg(out)
             .arg("--cache-dir")
             .arg(cache_dir())
-            .args(["--var", &format!("hostname={hostname}"), "--var", &marker_runcmd()])
+            .args([
+                "--var",
+                &format!("hostname={hostname}"),
+                "--var",
+                &marker_runcmd(),
+            ])
             .args(["--cmdline-append", CMDLINE_EXTRA]),
     );
     serde_json::from_slice(&output.stdout).expect("build --json prints a report")
 }
 
+/// The build every test here looks at, made once. A failure is kept, not
+/// retried by every waiting test.
 fn built() -> &'static Built {
-    static BUILT: OnceLock<Built> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        require_root();
-        let out = temp_dir("iso-build-");
-        let report = build(out.path(), HOSTNAME);
-        Built { iso: out.path().join("ephemeral.iso"), report, _out: out }
-    })
+    static BUILT: OnceLock<Result<Built, String>> = OnceLock::new();
+    let result = BUILT.get_or_init(|| {
+        std::panic::catch_unwind(|| {
+            require_root();
+            let out = temp_dir("iso-build-");
+            let report = build(out.path(), HOSTNAME);
+            Built {
+                iso: out.path().join("ephemeral.iso"),
+                report,
+                _out: out,
+            }
+        })
+        .map_err(|panic| {
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        })
+    });
+    match result {
+        Ok(built) => built,
+        Err(message) => panic!("the shared ISO build failed: {message}"),
+    }
 }
 
 #[test]
-fn the_live_iso_boots_from_cd_and_usb_under_bios_and_uefi_with_its_host_name_and_kernel_arguments() {
+fn the_live_iso_boots_from_cd_and_usb_under_bios_and_uefi_with_its_host_name_and_kernel_arguments()
+{
     let iso = &built().iso;
     let work = temp_dir("iso-boot-");
-    let modes = [(Firmware::SeaBios, Media::Cd), (Firmware::SeaBios, Media::UsbDisk), (Firmware::Ovmf, Media::Cd), (Firmware::Ovmf, Media::UsbDisk)];
+    let modes = [
+        (Firmware::SeaBios, Media::Cd),
+        (Firmware::SeaBios, Media::UsbDisk),
+        (Firmware::Ovmf, Media::Cd),
+        (Firmware::Ovmf, Media::UsbDisk),
+    ];
     let boots: Vec<Boot> = modes
         .iter()
         .map(|&(firmware, media)| Boot {
@@ -90,9 +130,14 @@ fn the_live_iso_boots_from_cd_and_usb_under_bios_and_uefi_with_its_host_name_and
                 let hostname = marker_field(&log, MARKER, "hostname");
                 let cmdline = marker_field(&log, MARKER, "cmdline").unwrap_or_default();
                 if hostname.as_deref() != Some(HOSTNAME) {
-                    failures.push(format!("{}: cloud-init set hostname {hostname:?}, not {HOSTNAME}", boot.name()));
+                    failures.push(format!(
+                        "{}: cloud-init set hostname {hostname:?}, not {HOSTNAME}",
+                        boot.name()
+                    ));
                 }
-                if !cmdline.split(',').any(|p| p == CMDLINE_EXTRA) || !cmdline.contains("console=ttyS0") {
+                if !cmdline.split(',').any(|p| p == CMDLINE_EXTRA)
+                    || !cmdline.contains("console=ttyS0")
+                {
                     failures.push(format!("{}: /proc/cmdline lacks the profile's and --cmdline-append's parameters: {cmdline}", boot.name()));
                 }
             }
@@ -104,19 +149,44 @@ fn the_live_iso_boots_from_cd_and_usb_under_bios_and_uefi_with_its_host_name_and
 #[test]
 fn xorriso_sees_a_bios_and_a_uefi_boot_image_and_the_config_drive_label() {
     let iso = &built().iso;
-    let out = run_ok(Command::new("xorriso").args(["-indev"]).arg(iso).args(["-report_el_torito", "plain"]));
+    let out = run_ok(
+        Command::new("xorriso")
+            .args(["-indev"])
+            .arg(iso)
+            .args(["-report_el_torito", "plain"]),
+    );
     let report = String::from_utf8_lossy(&out.stdout);
-    let platforms: Vec<&str> = report.lines().filter(|l| l.starts_with("El Torito boot img :")).collect();
-    assert!(platforms.iter().any(|l| l.contains("BIOS")), "no BIOS boot image:\n{report}");
-    assert!(platforms.iter().any(|l| l.contains("UEFI")), "no UEFI boot image:\n{report}");
-    let blkid = run_ok(Command::new("blkid").args(["-o", "value", "-s", "LABEL"]).arg(iso));
+    let platforms: Vec<&str> = report
+        .lines()
+        .filter(|l| l.starts_with("El Torito boot img :"))
+        .collect();
+    assert!(
+        platforms.iter().any(|l| l.contains("BIOS")),
+        "no BIOS boot image:\n{report}"
+    );
+    assert!(
+        platforms.iter().any(|l| l.contains("UEFI")),
+        "no UEFI boot image:\n{report}"
+    );
+    let blkid = run_ok(
+        Command::new("blkid")
+            .args(["-o", "value", "-s", "LABEL"])
+            .arg(iso),
+    );
     assert_eq!(String::from_utf8_lossy(&blkid.stdout).trim(), "config-2");
 }
 
 /// A stage's entry in the cache, as the build report names it.
 fn stage_dir(report: &serde_json::Value, stage: &str) -> PathBuf {
-    let entry = report["stages"].as_array().unwrap().iter().find(|s| s["stage"] == stage).unwrap();
-    PathBuf::from(report["cache_dir"].as_str().unwrap()).join(stage).join(entry["key"].as_str().unwrap())
+    let entry = report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == stage)
+        .unwrap();
+    PathBuf::from(report["cache_dir"].as_str().unwrap())
+        .join(stage)
+        .join(entry["key"].as_str().unwrap())
 }
 
 #[test]
@@ -124,27 +194,73 @@ fn osirrox_extracts_the_staged_kernel_initrd_squashfs_and_seed() {
     let built = built();
     let dir = temp_dir("iso-extract-");
     let dest = dir.path().join("x");
-    run_ok(Command::new("osirrox").args(["-indev"]).arg(&built.iso).args(["-extract", "/"]).arg(&dest));
+    run_ok(
+        Command::new("osirrox")
+            .args(["-indev"])
+            .arg(&built.iso)
+            .args(["-extract", "/"])
+            .arg(&dest),
+    );
     let squashfs = &stage_dir(&built.report, "squashfs").join("filesystem.squashfs");
     let root = &stage_dir(&built.report, "configure").join("root");
-    assert!(fs::read(dest.join("live/filesystem.squashfs")).unwrap() == fs::read(squashfs).unwrap(), "squashfs differs from the cached one");
+    assert!(
+        fs::read(dest.join("live/filesystem.squashfs")).unwrap() == fs::read(squashfs).unwrap(),
+        "squashfs differs from the cached one"
+    );
     // /vmlinuz and /initrd.img are the image's links to the booted pair.
     let in_image = |link: &str| -> PathBuf {
         let target = fs::read_link(root.join(link)).unwrap();
         root.join(target.strip_prefix("/").unwrap_or(&target))
     };
-    assert_eq!(fs::read(dest.join("live/vmlinuz")).unwrap(), fs::read(in_image("vmlinuz")).unwrap());
-    assert_eq!(fs::read(dest.join("live/initrd.img")).unwrap(), fs::read(in_image("initrd.img")).unwrap());
+    assert_eq!(
+        fs::read(dest.join("live/vmlinuz")).unwrap(),
+        fs::read(in_image("vmlinuz")).unwrap()
+    );
+    assert_eq!(
+        fs::read(dest.join("live/initrd.img")).unwrap(),
+        fs::read(in_image("initrd.img")).unwrap()
+    );
     let user_data = fs::read_to_string(dest.join("openstack/latest/user_data")).unwrap();
     assert!(user_data.starts_with("#cloud-config"), "{user_data}");
-    assert!(user_data.contains(&format!("hostname: \"{HOSTNAME}\"")), "{user_data}");
-    let meta: serde_json::Value = serde_json::from_slice(&fs::read(dest.join("openstack/latest/meta_data.json")).unwrap()).unwrap();
+    assert!(
+        user_data.contains(&format!("hostname: \"{HOSTNAME}\"")),
+        "{user_data}"
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&fs::read(dest.join("openstack/latest/meta_data.json")).unwrap())
+            .unwrap();
     assert_eq!(meta["hostname"], HOSTNAME);
     let grub_cfg = fs::read_to_string(dest.join("boot/grub/grub.cfg")).unwrap();
-    assert!(grub_cfg.contains("boot=live") && grub_cfg.contains(CMDLINE_EXTRA), "{grub_cfg}");
+    assert!(
+        grub_cfg.contains("boot=live") && grub_cfg.contains(CMDLINE_EXTRA),
+        "{grub_cfg}"
+    );
+    // The live root finds its seed on the medium it booted from, CD or USB.
+    let listed = run_ok(
+        Command::new("unsquashfs")
+            .args(["-lln"])
+            .arg(dest.join("live/filesystem.squashfs"))
+            .arg("var/lib/cloud/seed"),
+    );
+    assert!(
+        String::from_utf8_lossy(&listed.stdout)
+            .contains("var/lib/cloud/seed/config_drive -> /run/live/medium"),
+        "{}",
+        String::from_utf8_lossy(&listed.stdout)
+    );
     // The squashfs is the configured rootfs: its hostname file is osconfig's.
-    let listing = run_ok(Command::new("unsquashfs").args(["-cat"]).arg(dest.join("live/filesystem.squashfs")).arg("etc/hostname"));
-    assert_eq!(String::from_utf8_lossy(&listing.stdout).trim(), fs::read_to_string(root.join("etc/hostname")).unwrap().trim());
+    let listing = run_ok(
+        Command::new("unsquashfs")
+            .args(["-cat"])
+            .arg(dest.join("live/filesystem.squashfs"))
+            .arg("etc/hostname"),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&listing.stdout).trim(),
+        fs::read_to_string(root.join("etc/hostname"))
+            .unwrap()
+            .trim()
+    );
 }
 
 #[test]
@@ -153,14 +269,26 @@ fn a_second_build_that_only_changes_a_variable_reuses_every_cached_stage() {
     let out = temp_dir("iso-rebuild-");
     let second = build(out.path(), "another-host");
     let cached = |report: &serde_json::Value, stage: &str| -> bool {
-        report["stages"].as_array().unwrap().iter().find(|s| s["stage"] == stage).map(|s| s["cached"] == true).unwrap_or(false)
+        report["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["stage"] == stage)
+            .map(|s| s["cached"] == true)
+            .unwrap_or(false)
     };
     for stage in ["bootstrap", "configure", "squashfs"] {
         assert!(cached(&second, stage), "{stage} was rebuilt: {second}");
     }
-    assert!(!cached(&second, "iso"), "the per-host ISO is always written");
+    assert!(
+        !cached(&second, "iso"),
+        "the per-host ISO is always written"
+    );
     assert_eq!(second["hostname"], "another-host");
-    assert_ne!(second["artifacts"][0]["sha256"], first["artifacts"][0]["sha256"], "a different host gets a different ISO");
+    assert_ne!(
+        second["artifacts"][0]["sha256"], first["artifacts"][0]["sha256"],
+        "a different host gets a different ISO"
+    );
 }
 
 #[test]
@@ -169,7 +297,12 @@ fn make_cut_image_writes_the_iso_with_sha256_and_md5sum_files() {
     let out = temp_dir("cut-image-");
     let status = Command::new("make")
         .current_dir(repo())
-        .args(["--no-print-directory", "cut_image", "IMAGE_TYPE=iso", "PROFILE=ephemeral"])
+        .args([
+            "--no-print-directory",
+            "cut_image",
+            "IMAGE_TYPE=iso",
+            "PROFILE=ephemeral",
+        ])
         .arg(format!("OUTPUT_DIR={}", out.path().display()))
         .arg(format!("OSFORGE_CACHE_DIR={}", cache_dir().display()))
         .status()
@@ -178,8 +311,17 @@ fn make_cut_image_writes_the_iso_with_sha256_and_md5sum_files() {
     let iso = out.path().join("ephemeral.iso");
     assert!(iso.is_file());
     for (tool, ext) in [("sha256sum", "sha256"), ("md5sum", "md5sum")] {
-        let check = Command::new(tool).current_dir(out.path()).arg("-c").arg(format!("ephemeral.iso.{ext}")).output().unwrap();
-        assert!(check.status.success(), "{tool} -c: {}", String::from_utf8_lossy(&check.stdout));
+        let check = Command::new(tool)
+            .current_dir(out.path())
+            .arg("-c")
+            .arg(format!("ephemeral.iso.{ext}"))
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "{tool} -c: {}",
+            String::from_utf8_lossy(&check.stdout)
+        );
     }
 }
 
@@ -191,7 +333,10 @@ fn bad_profiles_fail_before_building_with_one_line_exit_2_and_no_output() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         // Fixtures that are parents of others are not bad on their own.
-        if path.extension().is_none_or(|e| e != "yaml") || name.starts_with("parent") || name.starts_with("ok-") {
+        if path.extension().is_none_or(|e| e != "yaml")
+            || name.starts_with("parent")
+            || name.starts_with("ok-")
+        {
             continue;
         }
         let out = temp_dir("bad-build-");
@@ -213,9 +358,22 @@ fn bad_profiles_fail_before_building_with_one_line_exit_2_and_no_output() {
         }
         assert_eq!(result.status.code(), Some(2), "{name}: {stderr}");
         assert_eq!(stderr.trim_end().lines().count(), 1, "{name}: {stderr}");
-        assert!(stderr.contains(".yaml") || stderr.contains(".tera"), "{name}: error names no file: {stderr}");
-        assert!(!out.path().join("images").exists() || fs::read_dir(out.path().join("images")).unwrap().next().is_none(), "{name}: output left behind");
-        assert!(!out.path().join("cache").exists(), "{name}: work started before the profile was checked");
+        assert!(
+            stderr.contains(".yaml") || stderr.contains(".tera"),
+            "{name}: error names no file: {stderr}"
+        );
+        assert!(
+            !out.path().join("images").exists()
+                || fs::read_dir(out.path().join("images"))
+                    .unwrap()
+                    .next()
+                    .is_none(),
+            "{name}: output left behind"
+        );
+        assert!(
+            !out.path().join("cache").exists(),
+            "{name}: work started before the profile was checked"
+        );
         checked += 1;
     }
     assert!(checked >= 7, "only {checked} bad profiles checked");

@@ -26,8 +26,16 @@ use crate::util::output::AtomicOutput;
 /// The per-host cloud-init data, already rendered.
 #[derive(Debug, Clone)]
 pub enum Seed {
-    NoCloud { user_data: String, meta_data: String, network_config: Option<String> },
-    ConfigDrive { user_data: String, meta_data_json: String, network_data_json: Option<String> },
+    NoCloud {
+        user_data: String,
+        meta_data: String,
+        network_config: Option<String>,
+    },
+    ConfigDrive {
+        user_data: String,
+        meta_data_json: String,
+        network_data_json: Option<String>,
+    },
 }
 
 pub struct LiveIso<'a> {
@@ -54,14 +62,24 @@ pub fn find_kernel(rootfs: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     let mut versions: Vec<String> = std::fs::read_dir(&boot)
         .with_context(|| format!("listing the image's /boot ({})", boot.display()))?
         .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str()?.strip_prefix("vmlinuz-").map(str::to_string))
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix("vmlinuz-")
+                .map(str::to_string)
+        })
         .filter(|v| boot.join(format!("initrd.img-{v}")).is_file())
         .collect();
     versions.sort_by(|a, b| version_key(a).cmp(&version_key(b)));
     let Some(v) = versions.pop() else {
-        bail!("the image has no kernel and initrd in /boot (install linux-image-amd64; live-boot rebuilds the initrd)");
+        bail!(
+            "the image has no kernel and initrd in /boot (install linux-image-amd64; live-boot rebuilds the initrd)"
+        );
     };
-    Ok((boot.join(format!("vmlinuz-{v}")), boot.join(format!("initrd.img-{v}"))))
+    Ok((
+        boot.join(format!("vmlinuz-{v}")),
+        boot.join(format!("initrd.img-{v}")),
+    ))
 }
 
 /// Orders `6.1.0-10-amd64` after `6.1.0-9-amd64`: numbers compare as numbers.
@@ -74,7 +92,11 @@ fn version_key(v: &str) -> Vec<(u64, String)> {
         .collect()
 }
 
-pub fn write(iso: &LiveIso, out_path: &Path, progress: &dyn Progress) -> anyhow::Result<IsoSummary> {
+pub fn write(
+    iso: &LiveIso,
+    out_path: &Path,
+    progress: &dyn Progress,
+) -> anyhow::Result<IsoSummary> {
     let (kernel, initrd) = find_kernel(iso.rootfs)?;
     let mut options = IsoOptions::new(iso.volume_id);
     options.mtime = iso.mtime;
@@ -83,14 +105,22 @@ pub fn write(iso: &LiveIso, out_path: &Path, progress: &dyn Progress) -> anyhow:
     image.add_file("live/initrd.img", &initrd)?;
     image.add_file("live/filesystem.squashfs", iso.squashfs)?;
     match iso.seed {
-        Seed::NoCloud { user_data, meta_data, network_config } => {
+        Seed::NoCloud {
+            user_data,
+            meta_data,
+            network_config,
+        } => {
             image.add_bytes("user-data", user_data.as_bytes())?;
             image.add_bytes("meta-data", meta_data.as_bytes())?;
             if let Some(n) = network_config {
                 image.add_bytes("network-config", n.as_bytes())?;
             }
         }
-        Seed::ConfigDrive { user_data, meta_data_json, network_data_json } => {
+        Seed::ConfigDrive {
+            user_data,
+            meta_data_json,
+            network_data_json,
+        } => {
             image.add_bytes("openstack/latest/user_data", user_data.as_bytes())?;
             image.add_bytes("openstack/latest/meta_data.json", meta_data_json.as_bytes())?;
             if let Some(n) = network_data_json {
@@ -101,9 +131,13 @@ pub fn write(iso: &LiveIso, out_path: &Path, progress: &dyn Progress) -> anyhow:
     image.add_bytes(grub::CONFIG_PATH, iso.grub_cfg.as_bytes())?;
     grub::build(&GrubOptions::for_image(&image))?.install(&mut image)?;
 
-    let mut out = AtomicOutput::create(out_path).with_context(|| format!("cannot create {}", out_path.display()))?;
-    let summary = image.write(out.file(), progress).with_context(|| format!("writing {}", out_path.display()))?;
-    out.commit().with_context(|| format!("moving {} into place", out_path.display()))?;
+    let mut out = AtomicOutput::create(out_path)
+        .with_context(|| format!("cannot create {}", out_path.display()))?;
+    let summary = image
+        .write(out.file(), progress)
+        .with_context(|| format!("writing {}", out_path.display()))?;
+    out.commit()
+        .with_context(|| format!("moving {} into place", out_path.display()))?;
     Ok(summary)
 }
 
@@ -113,7 +147,11 @@ mod tests {
 
     #[test]
     fn kernel_versions_sort_numerically() {
-        let mut v = vec!["6.1.0-10-amd64".to_string(), "6.1.0-9-amd64".to_string(), "5.10.0-30-amd64".to_string()];
+        let mut v = vec![
+            "6.1.0-10-amd64".to_string(),
+            "6.1.0-9-amd64".to_string(),
+            "5.10.0-30-amd64".to_string(),
+        ];
         v.sort_by(|a, b| version_key(a).cmp(&version_key(b)));
         assert_eq!(v.last().unwrap(), "6.1.0-10-amd64");
     }

@@ -59,12 +59,14 @@ fn parse_var(text: &str) -> Result<(String, String), String> {
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let search = SearchPath::from_env();
-    let profile = profile::load(&args.profile, &search, &args.vars).map_err(|e| e.into_input_error())?;
+    let profile =
+        profile::load(&args.profile, &search, &args.vars).map_err(|e| e.into_input_error())?;
     let name = args.name.clone().unwrap_or_else(|| profile.name.clone());
     if name.is_empty() || name.contains('/') {
         crate::bail_input!("invalid value '{name}' for '--name': expected a file name without '/'");
     }
-    std::fs::create_dir_all(&args.output).with_context(|| format!("creating the output directory {}", args.output.display()))?;
+    std::fs::create_dir_all(&args.output)
+        .with_context(|| format!("creating the output directory {}", args.output.display()))?;
     let request = BuildRequest {
         name,
         search,
@@ -72,22 +74,44 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         output_dir: args.output,
         cmdline_append: args.cmdline_append,
         mirror: args.mirror,
-        network: Network { proxy: args.proxy, no_proxy: args.no_proxy },
+        network: Network {
+            proxy: args.proxy,
+            no_proxy: args.no_proxy,
+        },
         rebuild: args.rebuild,
         cache: Cache::new(args.cache_dir.unwrap_or_else(Cache::default_root)),
-        jobs: args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1),
+        jobs: args
+            .jobs
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            })
+            .max(1),
         source_date_epoch: args.source_date_epoch,
         profile,
     };
-    let log = Log { quiet: global.quiet || global.json, progress: !global.quiet && !global.json };
+    let log = Log {
+        quiet: global.quiet || global.json,
+        progress: !global.quiet && !global.json,
+    };
     let report = pipeline::build_image(&request, &log)?;
     if global.json {
         println!("{}", serde_json::to_string(&report)?);
     } else if !global.quiet {
         for a in &report.artifacts {
-            eprintln!("osforge: {} {} ({} bytes, sha256 {})", a.kind, a.path.display(), a.bytes, &a.sha256[..16]);
+            eprintln!(
+                "osforge: {} {} ({} bytes, sha256 {})",
+                a.kind,
+                a.path.display(),
+                a.bytes,
+                &a.sha256[..16]
+            );
         }
-        eprintln!("osforge: built {} for host {} in {:.1} s", report.profile, report.hostname, report.seconds);
+        eprintln!(
+            "osforge: built {} for host {} in {:.1} s",
+            report.profile, report.hostname, report.seconds
+        );
     }
     Ok(())
 }

@@ -4,8 +4,8 @@
 pub mod build;
 pub mod fat;
 pub mod iso;
-pub mod qcow2;
 pub mod profiles;
+pub mod qcow2;
 pub mod render;
 pub mod squashfs;
 

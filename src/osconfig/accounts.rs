@@ -15,7 +15,8 @@ use super::{UserSpec, rootpath, run_in_root, write_file};
 /// name → id, from an /etc/passwd- or /etc/group-style file.
 pub fn read_ids(root: &Path, file: &str) -> anyhow::Result<HashMap<String, u32>> {
     let path = rootpath::resolve(root, Path::new(file), true)?;
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading the image's {file}"))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading the image's {file}"))?;
     Ok(text
         .lines()
         .filter_map(|line| {
@@ -28,11 +29,18 @@ pub fn read_ids(root: &Path, file: &str) -> anyhow::Result<HashMap<String, u32>>
 }
 
 /// Resolves an owner given by name or number against the image's accounts.
-pub fn resolve_id(ids: &HashMap<String, u32>, name: &str, what: &str, file: &str) -> anyhow::Result<u32> {
+pub fn resolve_id(
+    ids: &HashMap<String, u32>,
+    name: &str,
+    what: &str,
+    file: &str,
+) -> anyhow::Result<u32> {
     if let Ok(n) = name.parse() {
         return Ok(n);
     }
-    ids.get(name).copied().with_context(|| format!("{what} '{name}' does not exist in the image's {file}"))
+    ids.get(name)
+        .copied()
+        .with_context(|| format!("{what} '{name}' does not exist in the image's {file}"))
 }
 
 pub fn ensure_user(root: &Path, user: &UserSpec) -> anyhow::Result<String> {
@@ -40,7 +48,10 @@ pub fn ensure_user(root: &Path, user: &UserSpec) -> anyhow::Result<String> {
     let groups = read_ids(root, "/etc/group")?;
     for g in &user.groups {
         if !groups.contains_key(g) {
-            bail!("user {}: group '{g}' does not exist in the image", user.name);
+            bail!(
+                "user {}: group '{g}' does not exist in the image",
+                user.name
+            );
         }
     }
     let exists = users.contains_key(&user.name);
@@ -72,7 +83,11 @@ pub fn ensure_user(root: &Path, user: &UserSpec) -> anyhow::Result<String> {
     // A hash only ever: the profile rejects plain passwords. Without one the
     // account stays locked and only SSH keys let anyone in.
     if let Some(hash) = &user.password_hash {
-        run_in_root(root, "usermod", &["--password".into(), hash.clone(), user.name.clone()])?;
+        run_in_root(
+            root,
+            "usermod",
+            &["--password".into(), hash.clone(), user.name.clone()],
+        )?;
     }
     let (uid, gid, home) = passwd_entry(root, &user.name)?;
     if !user.ssh_authorized_keys.is_empty() {
@@ -80,11 +95,25 @@ pub fn ensure_user(root: &Path, user: &UserSpec) -> anyhow::Result<String> {
         let mut keys = user.ssh_authorized_keys.join("\n");
         keys.push('\n');
         super::ensure_dir(root, &ssh_dir, 0o700, uid, gid)?;
-        write_file(root, &ssh_dir.join("authorized_keys"), keys.as_bytes(), 0o600, uid, gid)?;
+        write_file(
+            root,
+            &ssh_dir.join("authorized_keys"),
+            keys.as_bytes(),
+            0o600,
+            uid,
+            gid,
+        )?;
     }
     if let Some(rule) = &user.sudo {
         let file = format!("/etc/sudoers.d/osforge-{}", user.name);
-        write_file(root, Path::new(&file), format!("{} {rule}\n", user.name).as_bytes(), 0o440, 0, 0)?;
+        write_file(
+            root,
+            Path::new(&file),
+            format!("{} {rule}\n", user.name).as_bytes(),
+            0o440,
+            0,
+            0,
+        )?;
     }
     Ok(action)
 }

@@ -80,7 +80,10 @@ pub struct FileSpec {
 
 fn digest_of_secret<S: serde::Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
     match value {
-        Some(v) => s.serialize_str(&format!("xxh3:{:032x}", xxhash_rust::xxh3::xxh3_128(v.as_bytes()))),
+        Some(v) => s.serialize_str(&format!(
+            "xxh3:{:032x}",
+            xxhash_rust::xxh3::xxh3_128(v.as_bytes())
+        )),
         None => s.serialize_none(),
     }
 }
@@ -112,7 +115,14 @@ pub fn apply(root: &Path, s: &OsSettings) -> anyhow::Result<Report> {
 }
 
 fn set_hostname(root: &Path, hostname: &str, report: &mut Report) -> anyhow::Result<()> {
-    write_file(root, Path::new("/etc/hostname"), format!("{hostname}\n").as_bytes(), 0o644, 0, 0)?;
+    write_file(
+        root,
+        Path::new("/etc/hostname"),
+        format!("{hostname}\n").as_bytes(),
+        0o644,
+        0,
+        0,
+    )?;
     let hosts = format!(
         "127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n\n::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
     );
@@ -122,7 +132,14 @@ fn set_hostname(root: &Path, hostname: &str, report: &mut Report) -> anyhow::Res
 }
 
 fn set_locale(root: &Path, locale: &str, report: &mut Report) -> anyhow::Result<()> {
-    write_file(root, Path::new("/etc/default/locale"), format!("LANG={locale}\n").as_bytes(), 0o644, 0, 0)?;
+    write_file(
+        root,
+        Path::new("/etc/default/locale"),
+        format!("LANG={locale}\n").as_bytes(),
+        0o644,
+        0,
+        0,
+    )?;
     // C.UTF-8 is built into glibc; anything else must be generated.
     if !matches!(locale, "C" | "C.UTF-8" | "POSIX") {
         let charset = locale.split('.').nth(1).unwrap_or("UTF-8");
@@ -130,8 +147,15 @@ fn set_locale(root: &Path, locale: &str, report: &mut Report) -> anyhow::Result<
         if !root.join("usr/sbin/locale-gen").exists() {
             bail!("locale {locale} needs the 'locales' package in the image (or use C.UTF-8)");
         }
-        write_file(root, Path::new("/etc/locale.gen"), format!("{locale} {charset}\n").as_bytes(), 0o644, 0, 0)
-            .with_context(|| format!("writing {}", gen_path.display()))?;
+        write_file(
+            root,
+            Path::new("/etc/locale.gen"),
+            format!("{locale} {charset}\n").as_bytes(),
+            0o644,
+            0,
+            0,
+        )
+        .with_context(|| format!("writing {}", gen_path.display()))?;
         run_in_root(root, "locale-gen", &[])?;
     }
     report.actions.push(format!("locale {locale}"));
@@ -146,23 +170,41 @@ fn set_timezone(root: &Path, tz: &str, report: &mut Report) -> anyhow::Result<()
     let localtime = rootpath::resolve(root, Path::new("/etc/localtime"), false)?;
     let _ = fs::remove_file(&localtime);
     symlink(&zone, &localtime).with_context(|| format!("linking {}", localtime.display()))?;
-    write_file(root, Path::new("/etc/timezone"), format!("{tz}\n").as_bytes(), 0o644, 0, 0)?;
+    write_file(
+        root,
+        Path::new("/etc/timezone"),
+        format!("{tz}\n").as_bytes(),
+        0o644,
+        0,
+        0,
+    )?;
     report.actions.push(format!("timezone {tz}"));
     Ok(())
 }
 
-fn write_sysctl(root: &Path, sysctl: &[(String, String)], report: &mut Report) -> anyhow::Result<()> {
+fn write_sysctl(
+    root: &Path,
+    sysctl: &[(String, String)],
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let path = Path::new("/etc/sysctl.d/90-osforge.conf");
     if sysctl.is_empty() {
         return remove_owned(root, path);
     }
     let body: String = sysctl.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
     write_file(root, path, with_header(&body).as_bytes(), 0o644, 0, 0)?;
-    report.actions.push(format!("{} sysctl settings", sysctl.len()));
+    report
+        .actions
+        .push(format!("{} sysctl settings", sysctl.len()));
     Ok(())
 }
 
-fn write_kernel_modules(root: &Path, load: &[String], blacklist: &[String], report: &mut Report) -> anyhow::Result<()> {
+fn write_kernel_modules(
+    root: &Path,
+    load: &[String],
+    blacklist: &[String],
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let load_path = Path::new("/etc/modules-load.d/osforge.conf");
     let black_path = Path::new("/etc/modprobe.d/osforge-blacklist.conf");
     if load.is_empty() {
@@ -176,11 +218,18 @@ fn write_kernel_modules(root: &Path, load: &[String], blacklist: &[String], repo
     } else {
         // "install … /bin/false" also stops loading as a dependency, which
         // "blacklist" alone does not.
-        let body: String = blacklist.iter().map(|m| format!("blacklist {m}\ninstall {m} /bin/false\n")).collect();
+        let body: String = blacklist
+            .iter()
+            .map(|m| format!("blacklist {m}\ninstall {m} /bin/false\n"))
+            .collect();
         write_file(root, black_path, with_header(&body).as_bytes(), 0o644, 0, 0)?;
     }
     if !load.is_empty() || !blacklist.is_empty() {
-        report.actions.push(format!("kernel modules: {} loaded, {} blacklisted", load.len(), blacklist.len()));
+        report.actions.push(format!(
+            "kernel modules: {} loaded, {} blacklisted",
+            load.len(),
+            blacklist.len()
+        ));
     }
     Ok(())
 }
@@ -190,9 +239,14 @@ fn write_limits(root: &Path, limits: &[LimitSpec], report: &mut Report) -> anyho
     if limits.is_empty() {
         return remove_owned(root, path);
     }
-    let body: String = limits.iter().map(|l| format!("{}\t{}\t{}\t{}\n", l.domain, l.kind, l.item, l.value)).collect();
+    let body: String = limits
+        .iter()
+        .map(|l| format!("{}\t{}\t{}\t{}\n", l.domain, l.kind, l.item, l.value))
+        .collect();
     write_file(root, path, with_header(&body).as_bytes(), 0o644, 0, 0)?;
-    report.actions.push(format!("{} security limits", limits.len()));
+    report
+        .actions
+        .push(format!("{} security limits", limits.len()));
     Ok(())
 }
 
@@ -205,7 +259,8 @@ fn make_directories(root: &Path, dirs: &[DirSpec], report: &mut Report) -> anyho
     for d in dirs {
         let uid = accounts::resolve_id(&users, &d.owner, "owner", "/etc/passwd")?;
         let gid = accounts::resolve_id(&groups, &d.group, "group", "/etc/group")?;
-        ensure_dir(root, Path::new(&d.path), d.mode, uid, gid).with_context(|| format!("directory {}", d.path))?;
+        ensure_dir(root, Path::new(&d.path), d.mode, uid, gid)
+            .with_context(|| format!("directory {}", d.path))?;
     }
     report.actions.push(format!("{} directories", dirs.len()));
     Ok(())
@@ -220,7 +275,8 @@ fn write_files(root: &Path, files: &[FileSpec], report: &mut Report) -> anyhow::
     for f in files {
         let uid = accounts::resolve_id(&users, &f.owner, "owner", "/etc/passwd")?;
         let gid = accounts::resolve_id(&groups, &f.group, "group", "/etc/group")?;
-        write_file(root, Path::new(&f.path), &f.contents, f.mode, uid, gid).with_context(|| format!("file {}", f.path))?;
+        write_file(root, Path::new(&f.path), &f.contents, f.mode, uid, gid)
+            .with_context(|| format!("file {}", f.path))?;
     }
     report.actions.push(format!("{} files", files.len()));
     Ok(())
@@ -235,12 +291,18 @@ fn set_units(root: &Path, s: &OsSettings, report: &mut Report) -> anyhow::Result
     }
     // The image's own systemctl knows its units' [Install] sections; in a
     // chroot it edits links only and starts nothing.
-    for (verb, units) in [("enable", &s.units_enable), ("disable", &s.units_disable), ("mask", &s.units_mask)] {
+    for (verb, units) in [
+        ("enable", &s.units_enable),
+        ("disable", &s.units_disable),
+        ("mask", &s.units_mask),
+    ] {
         if !units.is_empty() {
             let mut args = vec![verb.to_string()];
             args.extend(units.iter().cloned());
             run_in_root(root, "systemctl", &args)?;
-            report.actions.push(format!("systemctl {verb} {}", units.join(" ")));
+            report
+                .actions
+                .push(format!("systemctl {verb} {}", units.join(" ")));
         }
     }
     Ok(())
@@ -251,7 +313,10 @@ fn empty_machine_id(root: &Path, report: &mut Report) -> anyhow::Result<()> {
     // treats that boot as the first one (presets, ConditionFirstBoot).
     write_file(root, Path::new("/etc/machine-id"), b"", 0o444, 0, 0)?;
     let dbus = rootpath::resolve(root, Path::new("/var/lib/dbus/machine-id"), false)?;
-    if dbus.symlink_metadata().is_ok_and(|m| !m.file_type().is_symlink()) {
+    if dbus
+        .symlink_metadata()
+        .is_ok_and(|m| !m.file_type().is_symlink())
+    {
         fs::remove_file(&dbus)?;
     }
     report.actions.push("machine-id emptied".into());
@@ -259,7 +324,9 @@ fn empty_machine_id(root: &Path, report: &mut Report) -> anyhow::Result<()> {
 }
 
 fn with_header(body: &str) -> String {
-    format!("# Written by osforge from the host profile; changes are overwritten on rebuild.\n{body}")
+    format!(
+        "# Written by osforge from the host profile; changes are overwritten on rebuild.\n{body}"
+    )
 }
 
 /// Removes a file osforge wrote earlier, if the profile no longer asks for it.
@@ -272,7 +339,13 @@ fn remove_owned(root: &Path, path: &Path) -> anyhow::Result<()> {
 }
 
 /// Creates a directory (and missing parents, root-owned 0755) inside the root.
-pub(crate) fn ensure_dir(root: &Path, path: &Path, mode: u32, uid: u32, gid: u32) -> anyhow::Result<()> {
+pub(crate) fn ensure_dir(
+    root: &Path,
+    path: &Path,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+) -> anyhow::Result<()> {
     if let Some(parent) = path.parent()
         && parent != Path::new("/")
     {
@@ -290,12 +363,22 @@ pub(crate) fn ensure_dir(root: &Path, path: &Path, mode: u32, uid: u32, gid: u32
 
 /// Writes a regular file inside the root (replacing a symlink at that name
 /// rather than writing through it), then sets its owner and mode.
-pub(crate) fn write_file(root: &Path, path: &Path, contents: &[u8], mode: u32, uid: u32, gid: u32) -> anyhow::Result<()> {
+pub(crate) fn write_file(
+    root: &Path,
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    uid: u32,
+    gid: u32,
+) -> anyhow::Result<()> {
     if let Some(parent) = path.parent() {
         ensure_dir_parents(root, parent)?;
     }
     let host = rootpath::resolve(root, path, false)?;
-    if host.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+    if host
+        .symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_symlink())
+    {
         fs::remove_file(&host)?;
     }
     fs::write(&host, contents).with_context(|| format!("writing {}", host.display()))?;
@@ -310,8 +393,10 @@ fn ensure_dir_parents(root: &Path, dir: &Path) -> anyhow::Result<()> {
 }
 
 fn set_owner_mode(host: &PathBuf, mode: u32, uid: u32, gid: u32) -> anyhow::Result<()> {
-    std::os::unix::fs::lchown(host, Some(uid), Some(gid)).with_context(|| format!("chown {}", host.display()))?;
-    fs::set_permissions(host, fs::Permissions::from_mode(mode)).with_context(|| format!("chmod {}", host.display()))?;
+    std::os::unix::fs::lchown(host, Some(uid), Some(gid))
+        .with_context(|| format!("chown {}", host.display()))?;
+    fs::set_permissions(host, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", host.display()))?;
     Ok(())
 }
 
@@ -328,8 +413,18 @@ pub(crate) fn run_in_root(root: &Path, program: &str, args: &[String]) -> anyhow
         .with_context(|| format!("cannot chroot into {} to run {program}", root.display()))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let line = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
-        bail!("{program} {} failed in the image ({}): {line}", redacted(args).join(" "), out.status);
+        let line = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        bail!(
+            "{program} {} failed in the image ({}): {line}",
+            redacted(args).join(" "),
+            out.status
+        );
     }
     Ok(())
 }
@@ -339,7 +434,11 @@ fn redacted(args: &[String]) -> Vec<String> {
     let mut out = Vec::with_capacity(args.len());
     let mut hide_next = false;
     for a in args {
-        out.push(if hide_next { "<redacted>".to_string() } else { a.clone() });
+        out.push(if hide_next {
+            "<redacted>".to_string()
+        } else {
+            a.clone()
+        });
         hide_next = a == "--password";
     }
     out
@@ -351,7 +450,10 @@ mod tests {
 
     #[test]
     fn password_hashes_never_reach_error_messages() {
-        let args: Vec<String> = ["--password", "$6$salt$hash", "ops"].iter().map(|s| s.to_string()).collect();
+        let args: Vec<String> = ["--password", "$6$salt$hash", "ops"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(redacted(&args), vec!["--password", "<redacted>", "ops"]);
     }
 }

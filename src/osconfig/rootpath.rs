@@ -24,11 +24,16 @@ pub fn resolve(root: &Path, path: &Path, follow_last: bool) -> io::Result<PathBu
         }
         let is_last = pending.is_empty();
         let candidate = host_path(root, &resolved).join(&name);
-        let is_link = std::fs::symlink_metadata(&candidate).map(|m| m.file_type().is_symlink()).unwrap_or(false);
+        let is_link = std::fs::symlink_metadata(&candidate)
+            .map(|m| m.file_type().is_symlink())
+            .unwrap_or(false);
         if is_link && (!is_last || follow_last) {
             hops += 1;
             if hops > MAX_SYMLINK_HOPS {
-                return Err(io::Error::other(format!("too many symlinks resolving {}", path.display())));
+                return Err(io::Error::other(format!(
+                    "too many symlinks resolving {}",
+                    path.display()
+                )));
             }
             let target = std::fs::read_link(&candidate)?;
             if target.is_absolute() {
@@ -75,11 +80,26 @@ mod tests {
         symlink("usr/bin", root.join("bin")).unwrap();
         symlink("/", root.join("escape")).unwrap();
         symlink("../../../../etc/passwd", root.join("usr/evil")).unwrap();
-        assert_eq!(resolve(root, Path::new("/bin/tool"), true).unwrap(), root.join("usr/bin/tool"));
-        assert_eq!(resolve(root, Path::new("/escape/etc/hostname"), true).unwrap(), root.join("etc/hostname"));
-        assert_eq!(resolve(root, Path::new("/usr/evil"), true).unwrap(), root.join("etc/passwd"));
-        assert_eq!(resolve(root, Path::new("/usr/evil"), false).unwrap(), root.join("usr/evil"));
-        assert_eq!(resolve(root, Path::new("/../../x"), true).unwrap(), root.join("x"));
+        assert_eq!(
+            resolve(root, Path::new("/bin/tool"), true).unwrap(),
+            root.join("usr/bin/tool")
+        );
+        assert_eq!(
+            resolve(root, Path::new("/escape/etc/hostname"), true).unwrap(),
+            root.join("etc/hostname")
+        );
+        assert_eq!(
+            resolve(root, Path::new("/usr/evil"), true).unwrap(),
+            root.join("etc/passwd")
+        );
+        assert_eq!(
+            resolve(root, Path::new("/usr/evil"), false).unwrap(),
+            root.join("usr/evil")
+        );
+        assert_eq!(
+            resolve(root, Path::new("/../../x"), true).unwrap(),
+            root.join("x")
+        );
     }
 
     #[test]

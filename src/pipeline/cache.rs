@@ -38,7 +38,11 @@ impl StageKey {
         // serde_json's Value keeps object keys sorted, so the text is canonical.
         let text = serde_json::to_vec(&manifest).expect("values serialise");
         let key = hex(&Sha256::digest(&text))[..32].to_string();
-        StageKey { stage, key, manifest }
+        StageKey {
+            stage,
+            key,
+            manifest,
+        }
     }
 }
 
@@ -49,7 +53,9 @@ pub struct KeyLock {
 pub enum Lookup {
     Hit(PathBuf),
     /// Not cached; the reason says why, for the log.
-    Miss { reason: String },
+    Miss {
+        reason: String,
+    },
 }
 
 impl Cache {
@@ -84,7 +90,12 @@ impl Cache {
         let stage_dir = self.root.join(key.stage);
         fs::create_dir_all(&stage_dir).map_err(|e| io_context(e, &stage_dir))?;
         let path = stage_dir.join(format!(".{}.lock", key.key));
-        let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| io_context(e, &path))?;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_context(e, &path))?;
         // SAFETY: flock on a descriptor we own; released when the file closes.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
             return Err(io_context(io::Error::last_os_error(), &path));
@@ -97,7 +108,9 @@ impl Cache {
         if dir.join(MANIFEST).is_file() {
             return Lookup::Hit(dir);
         }
-        Lookup::Miss { reason: self.explain_miss(key) }
+        Lookup::Miss {
+            reason: self.explain_miss(key),
+        }
     }
 
     /// Compares the wanted manifest with the newest entry of the same stage.
@@ -121,17 +134,27 @@ impl Cache {
             "inputs differ from the cached entry".to_string()
         } else {
             let shown: Vec<_> = changed.iter().take(4).cloned().collect();
-            let more = if changed.len() > 4 { format!(" and {} more", changed.len() - 4) } else { String::new() };
+            let more = if changed.len() > 4 {
+                format!(" and {} more", changed.len() - 4)
+            } else {
+                String::new()
+            };
             format!("changed since the last build: {}{more}", shown.join(", "))
         }
     }
 
     /// Builds an entry with `make` (which fills the directory it is given) and
     /// moves it into place. On error nothing is left behind.
-    pub fn build<T>(&self, key: &StageKey, make: impl FnOnce(&Path) -> anyhow::Result<T>) -> anyhow::Result<(PathBuf, T)> {
+    pub fn build<T>(
+        &self,
+        key: &StageKey,
+        make: impl FnOnce(&Path) -> anyhow::Result<T>,
+    ) -> anyhow::Result<(PathBuf, T)> {
         let stage_dir = self.root.join(key.stage);
         fs::create_dir_all(&stage_dir).map_err(|e| io_context(e, &stage_dir))?;
-        let temp = tempfile::Builder::new().prefix(&format!(".{}.tmp-", key.key)).tempdir_in(&stage_dir)?;
+        let temp = tempfile::Builder::new()
+            .prefix(&format!(".{}.tmp-", key.key))
+            .tempdir_in(&stage_dir)?;
         let temp_path = temp.path().to_path_buf();
         cleanup::register(&temp_path);
         let result = make(&temp_path);
@@ -157,7 +180,11 @@ impl Cache {
     /// Removes an entry (for `--rebuild`).
     pub fn evict(&self, key: &StageKey) -> io::Result<()> {
         let dir = self.entry_dir(key);
-        if dir.exists() { remove_tree(&dir) } else { Ok(()) }
+        if dir.exists() {
+            remove_tree(&dir)
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -166,7 +193,10 @@ fn remove_tree(path: &Path) -> io::Result<()> {
     match fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(_) => {
-            let _ = std::process::Command::new("chmod").args(["-R", "u+rwX"]).arg(path).status();
+            let _ = std::process::Command::new("chmod")
+                .args(["-R", "u+rwX"])
+                .arg(path)
+                .status();
             fs::remove_dir_all(path)
         }
     }
@@ -176,22 +206,39 @@ fn io_context(e: io::Error, path: &Path) -> anyhow::Error {
     anyhow::Error::new(e).context(format!("cache directory {}", path.display()))
 }
 
-fn diff_values(prefix: &str, old: &serde_json::Value, new: &serde_json::Value, out: &mut Vec<String>) {
+fn diff_values(
+    prefix: &str,
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+    out: &mut Vec<String>,
+) {
     use serde_json::Value;
     match (old, new) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, v) in b {
-                let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 match a.get(k) {
                     Some(old_v) => diff_values(&path, old_v, v, out),
                     None => out.push(path),
                 }
             }
             for k in a.keys().filter(|k| !b.contains_key(*k)) {
-                out.push(if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") });
+                out.push(if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                });
             }
         }
-        (a, b) if a != b => out.push(if prefix.is_empty() { "(all)".into() } else { prefix.to_string() }),
+        (a, b) if a != b => out.push(if prefix.is_empty() {
+            "(all)".into()
+        } else {
+            prefix.to_string()
+        }),
         _ => {}
     }
 }
@@ -217,16 +264,36 @@ mod tests {
     fn a_failed_build_leaves_no_entry_and_a_miss_names_what_changed() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::new(dir.path().to_path_buf());
-        let first = StageKey::new("rootfs", &serde_json::json!({"packages": ["a"], "suite": "bookworm"}));
-        assert!(cache.build(&first, |_| -> anyhow::Result<()> { anyhow::bail!("mmdebstrap failed") }).is_err());
+        let first = StageKey::new(
+            "rootfs",
+            &serde_json::json!({"packages": ["a"], "suite": "bookworm"}),
+        );
+        assert!(
+            cache
+                .build(&first, |_| -> anyhow::Result<()> {
+                    anyhow::bail!("mmdebstrap failed")
+                })
+                .is_err()
+        );
         assert!(matches!(cache.lookup(&first), Lookup::Miss { .. }));
-        assert_eq!(std::fs::read_dir(dir.path().join("rootfs")).unwrap().count(), 0, "no temporary left");
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("rootfs"))
+                .unwrap()
+                .count(),
+            0,
+            "no temporary left"
+        );
 
-        let (path, ()) = cache.build(&first, |d| Ok(std::fs::write(d.join("out"), b"x")?)).unwrap();
+        let (path, ()) = cache
+            .build(&first, |d| Ok(std::fs::write(d.join("out"), b"x")?))
+            .unwrap();
         assert!(path.join("out").is_file());
         assert!(matches!(cache.lookup(&first), Lookup::Hit(_)));
 
-        let second = StageKey::new("rootfs", &serde_json::json!({"packages": ["a", "b"], "suite": "bookworm"}));
+        let second = StageKey::new(
+            "rootfs",
+            &serde_json::json!({"packages": ["a", "b"], "suite": "bookworm"}),
+        );
         match cache.lookup(&second) {
             Lookup::Miss { reason } => assert!(reason.contains("packages"), "{reason}"),
             Lookup::Hit(_) => panic!("different inputs must miss"),

@@ -33,7 +33,10 @@ use cache::{Cache, Lookup, StageKey};
 /// entries are not reused.
 const BOOTSTRAP_FORMAT: u32 = 1;
 const CONFIGURE_FORMAT: u32 = 1;
-const SQUASHFS_FORMAT: u32 = 1;
+const SQUASHFS_FORMAT: u32 = 2;
+
+/// Where live-boot mounts the medium it booted from, CD or USB alike.
+const LIVE_MEDIUM: &str = "/run/live/medium";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -50,7 +53,9 @@ impl FromStr for ArtifactType {
             "iso" => Ok(ArtifactType::Iso),
             "qcow2" | "qcow" => Ok(ArtifactType::Qcow2),
             "raw" => Ok(ArtifactType::Raw),
-            other => Err(format!("unknown image type '{other}' (expected iso, qcow2 or raw)")),
+            other => Err(format!(
+                "unknown image type '{other}' (expected iso, qcow2 or raw)"
+            )),
         }
     }
 }
@@ -164,9 +169,13 @@ pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport>
 /// Renders the per-host files first: a template or command-line mistake must
 /// fail before minutes of bootstrapping, and leave nothing behind.
 fn render_host(req: &BuildRequest) -> anyhow::Result<HostRender> {
-    let mut host = req.profile.render_host().map_err(|e| e.into_input_error())?;
+    let mut host = req
+        .profile
+        .render_host()
+        .map_err(|e| e.into_input_error())?;
     if let Some(extra) = &req.cmdline_append {
-        host.append_cmdline(extra).map_err(|e| e.into_input_error())?;
+        host.append_cmdline(extra)
+            .map_err(|e| e.into_input_error())?;
     }
     Ok(host)
 }
@@ -182,24 +191,48 @@ fn cached_stage(
     let started = Instant::now();
     let _lock = req.cache.lock(key)?;
     if req.rebuild {
-        req.cache.evict(key).with_context(|| format!("clearing the cached {} stage", key.stage))?;
+        req.cache
+            .evict(key)
+            .with_context(|| format!("clearing the cached {} stage", key.stage))?;
     }
     let (dir, cached, detail) = match req.cache.lookup(key) {
         Lookup::Hit(dir) => (dir, true, "reused from the cache".to_string()),
         Lookup::Miss { reason } => {
-            let why = if req.rebuild { "--rebuild".to_string() } else { reason };
+            let why = if req.rebuild {
+                "--rebuild".to_string()
+            } else {
+                reason
+            };
             log.info(&format!("{}: building ({why})", key.stage));
             let (dir, detail) = req.cache.build(key, make)?;
             (dir, false, detail)
         }
     };
     let seconds = started.elapsed().as_secs_f64();
-    log.info(&format!("{}: {detail} [{} {}] in {seconds:.1} s", key.stage, key.stage, &key.key[..12]));
-    stages.push(StageReport { stage: key.stage, key: Some(key.key.clone()), cached, seconds, detail });
-    Ok(StageOutput { dir, key: key.key.clone() })
+    log.info(&format!(
+        "{}: {detail} [{} {}] in {seconds:.1} s",
+        key.stage,
+        key.stage,
+        &key.key[..12]
+    ));
+    stages.push(StageReport {
+        stage: key.stage,
+        key: Some(key.key.clone()),
+        cached,
+        seconds,
+        detail,
+    });
+    Ok(StageOutput {
+        dir,
+        key: key.key.clone(),
+    })
 }
 
-fn bootstrap_rootfs(req: &BuildRequest, log: &Log, stages: &mut Vec<StageReport>) -> anyhow::Result<StageOutput> {
+fn bootstrap_rootfs(
+    req: &BuildRequest,
+    log: &Log,
+    stages: &mut Vec<StageReport>,
+) -> anyhow::Result<StageOutput> {
     let spec = plan::bootstrap_spec(&req.profile, req.mirror.as_deref(), req.source_date_epoch);
     let key = StageKey::new(
         "bootstrap",
@@ -216,11 +249,22 @@ fn bootstrap_rootfs(req: &BuildRequest, log: &Log, stages: &mut Vec<StageReport>
         spinner.finish();
         let tar = result?;
         let bytes = std::fs::metadata(&tar)?.len();
-        Ok(format!("mmdebstrap {} {} with {} packages: {}", spec.suite, spec.variant, spec.packages.len(), crate::util::size::human_bytes(bytes)))
+        Ok(format!(
+            "mmdebstrap {} {} with {} packages: {}",
+            spec.suite,
+            spec.variant,
+            spec.packages.len(),
+            crate::util::size::human_bytes(bytes)
+        ))
     })
 }
 
-fn configure_os(req: &BuildRequest, bootstrap: &StageOutput, log: &Log, stages: &mut Vec<StageReport>) -> anyhow::Result<StageOutput> {
+fn configure_os(
+    req: &BuildRequest,
+    bootstrap: &StageOutput,
+    log: &Log,
+    stages: &mut Vec<StageReport>,
+) -> anyhow::Result<StageOutput> {
     let settings = plan::os_settings(&req.profile);
     let key = StageKey::new(
         "configure",
@@ -230,13 +274,33 @@ fn configure_os(req: &BuildRequest, bootstrap: &StageOutput, log: &Log, stages: 
     cached_stage(req, &key, log, stages, |dir| {
         let root = dir.join("root");
         rootfs::unpack(&tar, &root)?;
-        let report = crate::osconfig::apply(&root, &settings).context("configuring the image (osconfig)")?;
+        let report =
+            crate::osconfig::apply(&root, &settings).context("configuring the image (osconfig)")?;
         Ok(format!("osconfig: {}", report.actions.join("; ")))
     })
 }
 
-fn make_squashfs(req: &BuildRequest, configured: &StageOutput, log: &Log, stages: &mut Vec<StageReport>) -> anyhow::Result<PathBuf> {
+/// The live ISO is its own cloud-init seed. cloud-init reads a seed directory
+/// before it looks for devices, and libblkid's device scan (which ds-identify
+/// and `blkid -t LABEL=…` use) skips whole disks that have partitions, which
+/// is what a hybrid ISO on a USB stick is. So the live root links the seed
+/// directory of its datasource to the medium: found from CD and USB alike,
+/// while the volume label still serves real config drives.
+fn live_seed_link(req: &BuildRequest) -> (&'static str, &'static str) {
+    match req.profile.cloud_init.datasource {
+        crate::profile::Datasource::Configdrive => ("var/lib/cloud/seed/config_drive", LIVE_MEDIUM),
+        crate::profile::Datasource::Nocloud => ("var/lib/cloud/seed/nocloud", LIVE_MEDIUM),
+    }
+}
+
+fn make_squashfs(
+    req: &BuildRequest,
+    configured: &StageOutput,
+    log: &Log,
+    stages: &mut Vec<StageReport>,
+) -> anyhow::Result<PathBuf> {
     let s = &req.profile.iso.squashfs;
+    let (seed_link, seed_target) = live_seed_link(req);
     let key = StageKey::new(
         "squashfs",
         &serde_json::json!({
@@ -248,15 +312,21 @@ fn make_squashfs(req: &BuildRequest, configured: &StageOutput, log: &Log, stages
             "source_date_epoch": req.source_date_epoch,
             // The kernel and initrd travel beside the squashfs on the ISO.
             "exclude": ["boot/*"],
+            "seed_link": [seed_link, seed_target],
         }),
     );
     let root = configured.dir.join("root");
     let jobs = req.jobs;
     let out = cached_stage(req, &key, log, stages, |dir| {
-        let source = DirectorySource::scan_excluding(&root, true, &[b"boot/"]).context("scanning the configured rootfs")?;
+        let source = DirectorySource::scan_excluding(&root, true, &[b"boot/"])
+            .context("scanning the configured rootfs")?;
         let bar = Arc::new(Bar::bytes("squashfs", source.total_bytes, log.progress));
         let image = dir.join("filesystem.squashfs");
-        let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&image)?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&image)?;
         let opts = squashfs::Options {
             compression: s.compression,
             level: Some(s.level),
@@ -265,8 +335,21 @@ fn make_squashfs(req: &BuildRequest, configured: &StageOutput, log: &Log, stages
             mtime: req.source_date_epoch.map(|e| e.min(u32::MAX as u64) as u32),
             ..squashfs::Options::default()
         };
-        let mut writer = SquashfsWriter::with_progress(file, opts, Arc::clone(&bar) as Arc<dyn Progress>)?;
-        let result = source.add_to(&mut writer).and_then(|()| writer.finish());
+        let mut writer =
+            SquashfsWriter::with_progress(file, opts, Arc::clone(&bar) as Arc<dyn Progress>)?;
+        let link_meta = squashfs::EntryMeta {
+            mode: 0o777,
+            uid: 0,
+            gid: 0,
+            mtime: req.source_date_epoch.unwrap_or(0) as i64,
+            xattrs: Vec::new(),
+        };
+        let result = source
+            .add_to(&mut writer)
+            .and_then(|()| {
+                writer.add_symlink(seed_link.as_bytes(), &link_meta, seed_target.as_bytes())
+            })
+            .and_then(|()| writer.finish());
         bar.finish();
         let summary = result?;
         Ok(format!(
@@ -302,7 +385,11 @@ fn make_live_iso(
             network_data_json: c.network_data_json.clone(),
         }
     } else if let Some(n) = &host.nocloud {
-        Seed::NoCloud { user_data: n.user_data.clone(), meta_data: n.meta_data.clone(), network_config: n.network_config.clone() }
+        Seed::NoCloud {
+            user_data: n.user_data.clone(),
+            meta_data: n.meta_data.clone(),
+            network_config: n.network_config.clone(),
+        }
     } else {
         anyhow::bail!("profile {} renders no cloud-init seed", req.profile.name);
     };
@@ -324,9 +411,20 @@ fn make_live_iso(
     bar.finish();
     let summary = summary?;
     let seconds = started.elapsed().as_secs_f64();
-    let detail = format!("{} ({}, label {})", out.display(), crate::util::size::human_bytes(summary.size_bytes), req.profile.iso.volume_id);
+    let detail = format!(
+        "{} ({}, label {})",
+        out.display(),
+        crate::util::size::human_bytes(summary.size_bytes),
+        req.profile.iso.volume_id
+    );
     log.info(&format!("iso: wrote {detail} in {seconds:.1} s"));
-    stages.push(StageReport { stage: "iso", key: None, cached: false, seconds, detail });
+    stages.push(StageReport {
+        stage: "iso",
+        key: None,
+        cached: false,
+        seconds,
+        detail,
+    });
     describe_artifact(ArtifactType::Iso, out)
 }
 
@@ -341,12 +439,20 @@ fn render_grub_cfg(req: &BuildRequest, host: &HostRender, cmdline: &str) -> anyh
         .map(|d| d.join("grub-live.cfg.tera"))
         .find(|p| p.is_file())
         .with_context(|| "template grub-live.cfg.tera not found in the template path")?;
-    let source = std::fs::read_to_string(&template).with_context(|| format!("reading {}", template.display()))?;
-    let quoted: Vec<String> = cmdline.split(' ').filter(|p| !p.is_empty()).map(grub_quote).collect();
+    let source = std::fs::read_to_string(&template)
+        .with_context(|| format!("reading {}", template.display()))?;
+    let quoted: Vec<String> = cmdline
+        .split(' ')
+        .filter(|p| !p.is_empty())
+        .map(grub_quote)
+        .collect();
     let mut context = tera::Context::new();
     context.insert("profile", &req.profile.name);
     context.insert("hostname", &host.hostname);
-    context.insert("title", &format!("{} ({})", req.profile.description, host.hostname));
+    context.insert(
+        "title",
+        &format!("{} ({})", req.profile.description, host.hostname),
+    );
     context.insert("cmdline", &quoted.join(" "));
     tera::Tera::one_off(&source, &context, false)
         .map_err(|e| anyhow::anyhow!("{}: {}", template.display(), tera_message(&e)))
@@ -364,15 +470,22 @@ fn tera_message(e: &tera::Error) -> String {
 
 /// Quotes a word for grub.cfg when it holds anything beyond plain characters.
 fn grub_quote(word: &str) -> String {
-    let plain = word.chars().all(|c| c.is_ascii_alphanumeric() || "_.,:/=+-@%".contains(c));
-    if plain { word.to_string() } else { format!("'{}'", word.replace('\'', "'\\''")) }
+    let plain = word
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_.,:/=+-@%".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 fn describe_artifact(kind: ArtifactType, path: PathBuf) -> anyhow::Result<Artifact> {
     use md5::Md5;
     use sha2::{Digest, Sha256};
     use std::io::Read;
-    let mut file = std::fs::File::open(&path).with_context(|| format!("reading back {}", path.display()))?;
+    let mut file =
+        std::fs::File::open(&path).with_context(|| format!("reading back {}", path.display()))?;
     let (mut sha, mut md5) = (Sha256::new(), Md5::new());
     let mut buf = vec![0u8; 1 << 20];
     let mut bytes = 0u64;
@@ -385,14 +498,24 @@ fn describe_artifact(kind: ArtifactType, path: PathBuf) -> anyhow::Result<Artifa
         md5.update(&buf[..n]);
         bytes += n as u64;
     }
-    Ok(Artifact { kind, path, bytes, sha256: cache::hex(&sha.finalize()), md5: cache::hex(&md5.finalize()) })
+    Ok(Artifact {
+        kind,
+        path,
+        bytes,
+        sha256: cache::hex(&sha.finalize()),
+        md5: cache::hex(&md5.finalize()),
+    })
 }
 
 /// `<artifact>.sha256` and `<artifact>.md5sum` in sha256sum/md5sum format, as
 /// Airship's pipelines expect beside each image.
 fn write_checksums(artifacts: &[Artifact]) -> anyhow::Result<()> {
     for a in artifacts {
-        let name = a.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = a
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         for (ext, digest) in [("sha256", &a.sha256), ("md5sum", &a.md5)] {
             let path = a.path.with_file_name(format!("{name}.{ext}"));
             let mut out = AtomicOutput::create(&path)?;
@@ -410,14 +533,25 @@ mod tests {
 
     #[test]
     fn kernel_parameters_are_quoted_for_grub_only_when_needed() {
-        assert_eq!(grub_quote("console=ttyS0,115200n8"), "console=ttyS0,115200n8");
-        assert_eq!(grub_quote("ds=nocloud;s=http://x/"), "'ds=nocloud;s=http://x/'");
+        assert_eq!(
+            grub_quote("console=ttyS0,115200n8"),
+            "console=ttyS0,115200n8"
+        );
+        assert_eq!(
+            grub_quote("ds=nocloud;s=http://x/"),
+            "'ds=nocloud;s=http://x/'"
+        );
         assert_eq!(grub_quote("a$b'c"), "'a$b'\\''c'");
     }
 
     #[test]
     fn image_types_parse_with_airship_s_qcow_alias() {
         assert_eq!("qcow".parse::<ArtifactType>(), Ok(ArtifactType::Qcow2));
-        assert!("vmdk".parse::<ArtifactType>().unwrap_err().contains("expected iso, qcow2 or raw"));
+        assert!(
+            "vmdk"
+                .parse::<ArtifactType>()
+                .unwrap_err()
+                .contains("expected iso, qcow2 or raw")
+        );
     }
 }

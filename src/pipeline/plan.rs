@@ -17,14 +17,20 @@ fn name_of<T: Serialize>(value: &T) -> String {
     }
 }
 
-pub fn bootstrap_spec(profile: &Profile, mirror_override: Option<&str>, source_date_epoch: Option<u64>) -> BootstrapSpec {
+pub fn bootstrap_spec(
+    profile: &Profile,
+    mirror_override: Option<&str>,
+    source_date_epoch: Option<u64>,
+) -> BootstrapSpec {
     let d = &profile.distro;
     BootstrapSpec {
         suite: d.suite.to_string(),
         arch: d.arch.to_string(),
         variant: name_of(&d.variant),
         components: d.components.iter().map(|c| c.to_string()).collect(),
-        mirror: mirror_override.map(str::to_string).or_else(|| d.mirror.as_ref().map(|m| m.to_string())),
+        mirror: mirror_override
+            .map(str::to_string)
+            .or_else(|| d.mirror.as_ref().map(|m| m.to_string())),
         repos: profile
             .repos
             .iter()
@@ -56,14 +62,32 @@ pub fn os_settings(profile: &Profile) -> OsSettings {
                 uid: u.uid,
                 groups: u.groups.iter().map(|g| g.to_string()).collect(),
                 shell: u.shell.as_ref().map(|s| s.to_string()),
-                ssh_authorized_keys: u.ssh_authorized_keys.iter().map(|k| k.to_string()).collect(),
+                ssh_authorized_keys: u
+                    .ssh_authorized_keys
+                    .iter()
+                    .map(|k| k.to_string())
+                    .collect(),
                 password_hash: u.password_hash.as_ref().map(|h| h.to_string()),
                 sudo: u.sudo.as_ref().map(|s| s.to_string()),
             })
             .collect(),
-        sysctl: os.sysctl.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        modules_load: os.kernel_modules.load.iter().map(|m| m.to_string()).collect(),
-        modules_blacklist: os.kernel_modules.blacklist.iter().map(|m| m.to_string()).collect(),
+        sysctl: os
+            .sysctl
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        modules_load: os
+            .kernel_modules
+            .load
+            .iter()
+            .map(|m| m.to_string())
+            .collect(),
+        modules_blacklist: os
+            .kernel_modules
+            .blacklist
+            .iter()
+            .map(|m| m.to_string())
+            .collect(),
         limits: os
             .limits
             .iter()
@@ -80,7 +104,12 @@ pub fn os_settings(profile: &Profile) -> OsSettings {
         directories: os
             .directories
             .iter()
-            .map(|d| DirSpec { path: d.path.to_string(), mode: d.mode.0, owner: d.owner.to_string(), group: d.group.to_string() })
+            .map(|d| DirSpec {
+                path: d.path.to_string(),
+                mode: d.mode.0,
+                owner: d.owner.to_string(),
+                group: d.group.to_string(),
+            })
             .collect(),
         files: os
             .files

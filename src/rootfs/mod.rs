@@ -77,12 +77,19 @@ pub fn bootstrap(spec: &BootstrapSpec, network: &Network, dir: &Path) -> anyhow:
         let signed_by = match &repo.key {
             Some(key) => {
                 std::fs::create_dir_all(&keys_dir)?;
-                let ext = if key.starts_with(b"-----BEGIN") { "asc" } else { "gpg" };
+                let ext = if key.starts_with(b"-----BEGIN") {
+                    "asc"
+                } else {
+                    "gpg"
+                };
                 let host_key = keys_dir.join(format!("{}.{ext}", repo.name));
                 std::fs::write(&host_key, key)?;
                 let image_key = format!("/etc/apt/keyrings/osforge-{}.{ext}", repo.name);
                 cmd.arg("--setup-hook=mkdir -p \"$1/etc/apt/keyrings\"");
-                cmd.arg(format!("--setup-hook=copy-in {} /etc/apt/keyrings/", host_key.display()));
+                cmd.arg(format!(
+                    "--setup-hook=copy-in {} /etc/apt/keyrings/",
+                    host_key.display()
+                ));
                 cmd.arg(format!(
                     "--setup-hook=mv \"$1/etc/apt/keyrings/{}.{ext}\" \"$1{image_key}\"",
                     repo.name
@@ -91,7 +98,12 @@ pub fn bootstrap(spec: &BootstrapSpec, network: &Network, dir: &Path) -> anyhow:
             }
             None => String::new(),
         };
-        let line = format!("deb{signed_by} {} {} {}", repo.uri, repo.suite, repo.components.join(" "));
+        let line = format!(
+            "deb{signed_by} {} {} {}",
+            repo.uri,
+            repo.suite,
+            repo.components.join(" ")
+        );
         cmd.arg(format!(
             "--setup-hook=mkdir -p \"$1/etc/apt/sources.list.d\" && echo '{line}' > \"$1/etc/apt/sources.list.d/osforge-{}.list\"",
             repo.name
@@ -112,8 +124,11 @@ pub fn bootstrap(spec: &BootstrapSpec, network: &Network, dir: &Path) -> anyhow:
     if let Some(epoch) = spec.source_date_epoch {
         cmd.env("SOURCE_DATE_EPOCH", epoch.to_string());
     }
-    let log = File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
-    cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    let log =
+        File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
     let status = cmd
         .status()
         .context("cannot run mmdebstrap (install it: apt-get install mmdebstrap uidmap)")?;
@@ -155,7 +170,13 @@ pub fn mmdebstrap_version() -> String {
 pub fn unpack(tar: &Path, dest: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dest)?;
     let out = Command::new("tar")
-        .args(["--xattrs", "--xattrs-include=*", "--numeric-owner", "--same-owner", "-xpf"])
+        .args([
+            "--xattrs",
+            "--xattrs-include=*",
+            "--numeric-owner",
+            "--same-owner",
+            "-xpf",
+        ])
         .arg(tar)
         .arg("-C")
         .arg(dest)
@@ -163,7 +184,11 @@ pub fn unpack(tar: &Path, dest: &Path) -> anyhow::Result<()> {
         .context("cannot run tar")?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        bail!("unpacking {} failed: {}", tar.display(), stderr.lines().next().unwrap_or("").trim());
+        bail!(
+            "unpacking {} failed: {}",
+            tar.display(),
+            stderr.lines().next().unwrap_or("").trim()
+        );
     }
     Ok(())
 }

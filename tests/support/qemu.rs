@@ -61,15 +61,30 @@ pub fn boot_until(b: &Boot, work: &Path, done: impl Fn(&str) -> bool) -> Result<
     let log = work.join(format!("{name}.serial.log"));
     let _ = fs::remove_file(&log);
     let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-accel", "tcg", "-machine", "q35", "-smp", "1", "-display", "none", "-no-reboot"])
-        .arg("-m")
-        .arg(b.memory_mib.to_string())
-        .arg("-serial")
-        .arg(format!("file:{}", log.display()))
-        .args(["-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    cmd.args([
+        "-accel",
+        "tcg",
+        "-machine",
+        "q35",
+        "-smp",
+        "1",
+        "-display",
+        "none",
+        "-no-reboot",
+    ])
+    .arg("-m")
+    .arg(b.memory_mib.to_string())
+    .arg("-serial")
+    .arg(format!("file:{}", log.display()))
+    .args([
+        "-netdev",
+        "user,id=net0",
+        "-device",
+        "virtio-net-pci,netdev=net0",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
     if b.firmware == Firmware::Ovmf {
         let vars = work.join(format!("{name}-vars.fd"));
         fs::copy(OVMF_VARS, &vars).map_err(|e| format!("copying OVMF vars: {e}"))?;
@@ -81,20 +96,37 @@ pub fn boot_until(b: &Boot, work: &Path, done: impl Fn(&str) -> bool) -> Result<
     let image = b.image.display();
     match b.media {
         Media::Cd => {
-            cmd.arg("-drive").arg(format!("file={image},format=raw,media=cdrom,readonly=on,if=ide,index=0"));
+            cmd.arg("-drive").arg(format!(
+                "file={image},format=raw,media=cdrom,readonly=on,if=ide,index=0"
+            ));
             cmd.args(["-boot", "d"]);
         }
         Media::UsbDisk => {
-            cmd.arg("-drive").arg(format!("file={image},format={},if=none,id=stick,readonly=on", b.format));
-            cmd.args(["-device", "qemu-xhci", "-device", "usb-storage,drive=stick,bootindex=0"]);
+            cmd.arg("-drive").arg(format!(
+                "file={image},format={},if=none,id=stick,readonly=on",
+                b.format
+            ));
+            cmd.args([
+                "-device",
+                "qemu-xhci",
+                "-device",
+                "usb-storage,drive=stick,bootindex=0",
+            ]);
         }
         Media::VirtioDisk => {
-            cmd.arg("-drive").arg(format!("file={image},format={},if=none,id=disk,snapshot=on", b.format));
+            cmd.arg("-drive").arg(format!(
+                "file={image},format={},if=none,id=disk,snapshot=on",
+                b.format
+            ));
             cmd.args(["-device", "virtio-blk-pci,drive=disk,bootindex=0"]);
         }
     }
     for (i, extra) in b.extra_cdroms.iter().enumerate() {
-        cmd.arg("-drive").arg(format!("file={},format=raw,media=cdrom,readonly=on,if=ide,index={}", extra.display(), i + 1));
+        cmd.arg("-drive").arg(format!(
+            "file={},format=raw,media=cdrom,readonly=on,if=ide,index={}",
+            extra.display(),
+            i + 1
+        ));
     }
     let mut qemu = Qemu(cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?);
     let started = Instant::now();
@@ -105,11 +137,22 @@ pub fn boot_until(b: &Boot, work: &Path, done: impl Fn(&str) -> bool) -> Result<
         }
         let exited = qemu.0.try_wait().map_err(|e| e.to_string())?;
         if exited.is_some() || started.elapsed() > b.timeout {
-            let tail: String = text.chars().rev().take(1500).collect::<Vec<_>>().into_iter().rev().collect();
+            let tail: String = text
+                .chars()
+                .rev()
+                .take(1500)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
             return Err(format!(
                 "{name}: no marker after {:.0} s (QEMU {}); serial log ends with:\n{tail}",
                 started.elapsed().as_secs_f64(),
-                if exited.is_some() { "exited" } else { "timed out" }
+                if exited.is_some() {
+                    "exited"
+                } else {
+                    "timed out"
+                }
             ));
         }
         std::thread::sleep(Duration::from_millis(500));
@@ -117,10 +160,23 @@ pub fn boot_until(b: &Boot, work: &Path, done: impl Fn(&str) -> bool) -> Result<
 }
 
 /// Runs several boots at once and returns their results in order.
-pub fn boot_all(boots: &[Boot], work: &Path, done: impl Fn(&str) -> bool + Sync) -> Vec<Result<String, String>> {
+pub fn boot_all(
+    boots: &[Boot],
+    work: &Path,
+    done: impl Fn(&str) -> bool + Sync,
+) -> Vec<Result<String, String>> {
     std::thread::scope(|scope| {
-        let handles: Vec<_> = boots.iter().map(|b| scope.spawn(|| boot_until(b, work, &done))).collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("boot thread panicked".into()))).collect()
+        let handles: Vec<_> = boots
+            .iter()
+            .map(|b| scope.spawn(|| boot_until(b, work, &done)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("boot thread panicked".into()))
+            })
+            .collect()
     })
 }
 
@@ -128,5 +184,7 @@ pub fn boot_all(boots: &[Boot], work: &Path, done: impl Fn(&str) -> bool + Sync)
 pub fn marker_field(log: &str, marker: &str, key: &str) -> Option<String> {
     let line = log.lines().find(|l| l.contains(marker))?;
     let prefix = format!("{key}=");
-    line.split_whitespace().find_map(|w| w.strip_prefix(&prefix)).map(|s| s.trim_end_matches('\r').to_string())
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&prefix))
+        .map(|s| s.trim_end_matches('\r').to_string())
 }

@@ -92,7 +92,11 @@ impl DirectorySource {
     /// Like [`scan`](Self::scan), leaving out every path under one of the
     /// `excluded` prefixes (relative, e.g. `boot/` keeps the directory but
     /// not its contents).
-    pub fn scan_excluding(root: &Path, with_xattrs: bool, excluded: &[&[u8]]) -> Result<DirectorySource, Error> {
+    pub fn scan_excluding(
+        root: &Path,
+        with_xattrs: bool,
+        excluded: &[&[u8]],
+    ) -> Result<DirectorySource, Error> {
         let md = std::fs::symlink_metadata(root).map_err(|e| read_err(root, e))?;
         if !md.is_dir() {
             return Err(read_err(root, io::Error::other("not a directory")));
