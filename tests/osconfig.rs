@@ -19,8 +19,7 @@ fn pristine_root() -> &'static Path {
     static ROOT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let r = ROOT.get_or_init(|| {
         require_root();
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("osconfig-root-{}", std::process::id()));
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("osconfig-root");
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         let tar = dir.join("rootfs.tar");

@@ -220,8 +220,7 @@ fn odd_tree() -> &'static Path {
     static TREE: OnceLock<PathBuf> = OnceLock::new();
     TREE.get_or_init(|| {
         require_root();
-        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("odd-tree-{}", std::process::id()));
+        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("odd-tree");
         let _ = fs::remove_dir_all(&root);
         build_odd_tree(&root);
         root
@@ -697,8 +696,7 @@ fn debian_rootfs() -> &'static (PathBuf, PathBuf) {
     static ROOTFS: OnceLock<Result<(PathBuf, PathBuf), String>> = OnceLock::new();
     let result = ROOTFS.get_or_init(|| {
         require_root();
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("debian-minbase-{}", std::process::id()));
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("debian-minbase");
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         let tar = dir.join("rootfs.tar");

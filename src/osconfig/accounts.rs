@@ -54,25 +54,50 @@ pub fn ensure_user(root: &Path, user: &UserSpec) -> anyhow::Result<String> {
             );
         }
     }
-    let exists = users.contains_key(&user.name);
-    let mut args: Vec<String> = Vec::new();
-    if let Some(shell) = &user.shell {
-        args.extend(["--shell".into(), shell.clone()]);
-    }
-    if !user.groups.is_empty() {
-        args.extend(["--groups".into(), user.groups.join(",")]);
-    }
-    let action = if exists {
-        if !user.groups.is_empty() {
-            args.push("--append".into());
+    // Only what differs is changed: shadow-utils rewrites its backup files
+    // (/etc/shadow- …) on every call, so calling it needlessly is a change.
+    let action = if users.contains_key(&user.name) {
+        let (_, _, _, shell) = passwd_entry(root, &user.name)?;
+        let members = group_members(root)?;
+        let missing: Vec<&String> = user
+            .groups
+            .iter()
+            .filter(|g| {
+                !members
+                    .get(g.as_str())
+                    .is_some_and(|m| m.contains(&user.name))
+            })
+            .collect();
+        let mut args: Vec<String> = Vec::new();
+        if let Some(wanted) = user.shell.as_ref().filter(|s| **s != shell) {
+            args.extend(["--shell".into(), wanted.clone()]);
         }
-        if !args.is_empty() {
+        if !missing.is_empty() {
+            args.extend([
+                "--append".into(),
+                "--groups".into(),
+                missing
+                    .iter()
+                    .map(|g| g.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ]);
+        }
+        if args.is_empty() {
+            format!("user {} already as wanted", user.name)
+        } else {
             args.push(user.name.clone());
             run_in_root(root, "usermod", &args)?;
+            format!("user {} updated", user.name)
         }
-        format!("user {} updated", user.name)
     } else {
-        args.extend(["--create-home".into(), "--user-group".into()]);
+        let mut args: Vec<String> = vec!["--create-home".into(), "--user-group".into()];
+        if let Some(shell) = &user.shell {
+            args.extend(["--shell".into(), shell.clone()]);
+        }
+        if !user.groups.is_empty() {
+            args.extend(["--groups".into(), user.groups.join(",")]);
+        }
         if let Some(uid) = user.uid {
             args.extend(["--uid".into(), uid.to_string()]);
         }
@@ -82,14 +107,16 @@ pub fn ensure_user(root: &Path, user: &UserSpec) -> anyhow::Result<String> {
     };
     // A hash only ever: the profile rejects plain passwords. Without one the
     // account stays locked and only SSH keys let anyone in.
-    if let Some(hash) = &user.password_hash {
+    if let Some(hash) = &user.password_hash
+        && shadow_hash(root, &user.name)?.as_deref() != Some(hash.as_str())
+    {
         run_in_root(
             root,
             "usermod",
             &["--password".into(), hash.clone(), user.name.clone()],
         )?;
     }
-    let (uid, gid, home) = passwd_entry(root, &user.name)?;
+    let (uid, gid, home, _) = passwd_entry(root, &user.name)?;
     if !user.ssh_authorized_keys.is_empty() {
         let ssh_dir = Path::new(&home).join(".ssh");
         let mut keys = user.ssh_authorized_keys.join("\n");
@@ -118,15 +145,52 @@ pub fn ensure_user(root: &Path, user: &UserSpec) -> anyhow::Result<String> {
     Ok(action)
 }
 
-/// (uid, gid, home) of a user in the image.
-fn passwd_entry(root: &Path, name: &str) -> anyhow::Result<(u32, u32, String)> {
+/// (uid, gid, home, shell) of a user in the image.
+fn passwd_entry(root: &Path, name: &str) -> anyhow::Result<(u32, u32, String, String)> {
     let path = rootpath::resolve(root, Path::new("/etc/passwd"), true)?;
     let text = std::fs::read_to_string(path)?;
     for line in text.lines() {
         let f: Vec<&str> = line.split(':').collect();
-        if f.len() >= 6 && f[0] == name {
-            return Ok((f[2].parse()?, f[3].parse()?, f[5].to_string()));
+        if f.len() >= 7 && f[0] == name {
+            return Ok((
+                f[2].parse()?,
+                f[3].parse()?,
+                f[5].to_string(),
+                f[6].to_string(),
+            ));
         }
     }
-    bail!("user {name} is missing from the image's /etc/passwd after useradd")
+    bail!("user {name} is missing from the image's /etc/passwd")
+}
+
+/// group name → member names, from the image's /etc/group.
+fn group_members(root: &Path) -> anyhow::Result<HashMap<String, Vec<String>>> {
+    let path = rootpath::resolve(root, Path::new("/etc/group"), true)?;
+    let text = std::fs::read_to_string(path)?;
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            (f.len() >= 4).then(|| {
+                (
+                    f[0].to_string(),
+                    f[3].split(',')
+                        .filter(|m| !m.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                )
+            })
+        })
+        .collect())
+}
+
+/// The password field of a user in the image's /etc/shadow.
+fn shadow_hash(root: &Path, name: &str) -> anyhow::Result<Option<String>> {
+    let path = rootpath::resolve(root, Path::new("/etc/shadow"), true)?;
+    let text = std::fs::read_to_string(path)?;
+    Ok(text
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 1 && f[0] == name)
+        .map(|f| f[1].to_string()))
 }

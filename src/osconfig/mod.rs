@@ -339,6 +339,8 @@ fn remove_owned(root: &Path, path: &Path) -> anyhow::Result<()> {
 }
 
 /// Creates a directory (and missing parents, root-owned 0755) inside the root.
+/// The path is resolved first, so missing parents are created along the
+/// resolved path, which lies inside the root by construction.
 pub(crate) fn ensure_dir(
     root: &Path,
     path: &Path,
@@ -346,17 +348,9 @@ pub(crate) fn ensure_dir(
     uid: u32,
     gid: u32,
 ) -> anyhow::Result<()> {
-    if let Some(parent) = path.parent()
-        && parent != Path::new("/")
-    {
-        let host_parent = rootpath::resolve(root, parent, true)?;
-        if !host_parent.is_dir() {
-            ensure_dir(root, parent, 0o755, 0, 0)?;
-        }
-    }
     let host = rootpath::resolve(root, path, true)?;
     if !host.is_dir() {
-        fs::create_dir(&host).with_context(|| format!("creating {}", host.display()))?;
+        fs::create_dir_all(&host).with_context(|| format!("creating {}", host.display()))?;
     }
     set_owner_mode(&host, mode, uid, gid)
 }
@@ -386,10 +380,11 @@ pub(crate) fn write_file(
 }
 
 fn ensure_dir_parents(root: &Path, dir: &Path) -> anyhow::Result<()> {
-    if rootpath::resolve(root, dir, true)?.is_dir() {
-        return Ok(());
+    let host = rootpath::resolve(root, dir, true)?;
+    if !host.is_dir() {
+        fs::create_dir_all(&host).with_context(|| format!("creating {}", host.display()))?;
     }
-    ensure_dir(root, dir, 0o755, 0, 0)
+    Ok(())
 }
 
 fn set_owner_mode(host: &PathBuf, mode: u32, uid: u32, gid: u32) -> anyhow::Result<()> {
