@@ -70,7 +70,7 @@ pub fn find_kernel(rootfs: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
         })
         .filter(|v| boot.join(format!("initrd.img-{v}")).is_file())
         .collect();
-    versions.sort_by(|a, b| version_key(a).cmp(&version_key(b)));
+    versions.sort_by_key(|v| version_key(v));
     let Some(v) = versions.pop() else {
         bail!(
             "the image has no kernel and initrd in /boot (install linux-image-amd64; live-boot rebuilds the initrd)"
@@ -147,12 +147,8 @@ mod tests {
 
     #[test]
     fn kernel_versions_sort_numerically() {
-        let mut v = vec![
-            "6.1.0-10-amd64".to_string(),
-            "6.1.0-9-amd64".to_string(),
-            "5.10.0-30-amd64".to_string(),
-        ];
-        v.sort_by(|a, b| version_key(a).cmp(&version_key(b)));
-        assert_eq!(v.last().unwrap(), "6.1.0-10-amd64");
+        let mut v = ["6.1.0-10-amd64", "6.1.0-9-amd64", "5.10.0-30-amd64"];
+        v.sort_by_key(|x| version_key(x));
+        assert_eq!(v[2], "6.1.0-10-amd64");
     }
 }
