@@ -110,7 +110,7 @@ pub fn apply(root: &Path, s: &OsSettings) -> anyhow::Result<Report> {
     make_directories(root, &s.directories, &mut report)?;
     write_files(root, &s.files, &mut report)?;
     set_units(root, s, &mut report)?;
-    empty_machine_id(root, &mut report)?;
+    remove_host_identity(root, &mut report)?;
     Ok(report)
 }
 
@@ -308,7 +308,9 @@ fn set_units(root: &Path, s: &OsSettings, report: &mut Report) -> anyhow::Result
     Ok(())
 }
 
-fn empty_machine_id(root: &Path, report: &mut Report) -> anyhow::Result<()> {
+/// Everything that makes one machine itself, or that no image should carry:
+/// each booted host must get its own.
+fn remove_host_identity(root: &Path, report: &mut Report) -> anyhow::Result<()> {
     // Empty, not absent: systemd then generates the id on first boot and
     // treats that boot as the first one (presets, ConditionFirstBoot).
     write_file(root, Path::new("/etc/machine-id"), b"", 0o444, 0, 0)?;
@@ -319,7 +321,44 @@ fn empty_machine_id(root: &Path, report: &mut Report) -> anyhow::Result<()> {
     {
         fs::remove_file(&dbus)?;
     }
-    report.actions.push("machine-id emptied".into());
+    // openssh-server's postinst made host keys during the bootstrap: private
+    // keys every host of the image would share. They go; sshd makes its own
+    // when it first starts (cloud-init may make them earlier).
+    let ssh_dir = rootpath::resolve(root, Path::new("/etc/ssh"), true)?;
+    let mut removed_keys = 0;
+    if let Ok(entries) = fs::read_dir(&ssh_dir) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with("ssh_host_") {
+                fs::remove_file(entry.path())?;
+                removed_keys += 1;
+            }
+        }
+    }
+    if rootpath::resolve(root, Path::new("/usr/sbin/sshd"), true)?.exists() {
+        let dropin = "# Written by osforge: the image carries no SSH host keys; make them on first start.\n[Service]\nExecStartPre=/usr/bin/ssh-keygen -A\n";
+        write_file(
+            root,
+            Path::new("/etc/systemd/system/ssh.service.d/osforge-host-keys.conf"),
+            dropin.as_bytes(),
+            0o644,
+            0,
+            0,
+        )?;
+    }
+    // The entropy seed of the build, and the account databases' backups
+    // (copies from before osconfig's changes, hashes included).
+    for path in [
+        "/var/lib/systemd/random-seed",
+        "/etc/passwd-",
+        "/etc/shadow-",
+        "/etc/group-",
+        "/etc/gshadow-",
+    ] {
+        remove_owned(root, Path::new(path))?;
+    }
+    report.actions.push(format!(
+        "machine-id emptied, {removed_keys} SSH host key files removed"
+    ));
     Ok(())
 }
 

@@ -32,7 +32,7 @@ use cache::{Cache, Lookup, StageKey};
 /// Bumped when a stage's code changes what it produces, so old cache
 /// entries are not reused.
 const BOOTSTRAP_FORMAT: u32 = 1;
-const CONFIGURE_FORMAT: u32 = 1;
+const CONFIGURE_FORMAT: u32 = 2;
 const SQUASHFS_FORMAT: u32 = 2;
 
 /// Where live-boot mounts the medium it booted from, CD or USB alike.
