@@ -78,19 +78,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         Err(e @ fat::Error::TooSmall { .. }) => bail_input!("{e}"),
         Err(e) => return Err(e).with_context(|| format!("writing {}", args.out.display())),
     };
-    output
-        .commit()
-        .with_context(|| format!("moving the image into place at {}", args.out.display()))?;
-
-    let seconds = started.elapsed().as_secs_f64();
-    if global.json {
-        let mut value = serde_json::to_value(&summary)?;
-        value["path"] = serde_json::Value::String(args.out.display().to_string());
-        value["seconds"] = serde_json::json!((seconds * 1000.0).round() / 1000.0);
-        println!("{value}");
-    } else if !global.quiet {
-        eprintln!(
-            "osforge: wrote {} ({} {}, {} B clusters, id {:08X}, {} files in {} directories, {} of data) in {:.1} s",
+    let report_line = |seconds: f64| {
+        format!(
+            "wrote {} ({} {}, {} B clusters, id {:08X}, {} files in {} directories, {} of data) in {:.1} s",
             args.out.display(),
             human_bytes(summary.size_bytes),
             summary.kind,
@@ -100,7 +90,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             summary.directories,
             human_bytes(summary.content_bytes),
             seconds
-        );
-    }
+        )
+    };
+    super::finish_image(output, &summary, started, global, report_line)?;
     Ok(())
 }

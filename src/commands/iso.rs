@@ -120,23 +120,13 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", args.out.display()));
     bar.finish();
     let summary = summary?;
-    output
-        .commit()
-        .with_context(|| format!("moving the image into place at {}", args.out.display()))?;
-
-    let seconds = started.elapsed().as_secs_f64();
-    if global.json {
-        let mut value = serde_json::to_value(&summary)?;
-        value["path"] = serde_json::Value::String(args.out.display().to_string());
-        value["seconds"] = serde_json::json!((seconds * 1000.0).round() / 1000.0);
-        println!("{value}");
-    } else if !global.quiet {
+    let report_line = |seconds: f64| {
         let boots: Vec<&str> = [(summary.bios, "BIOS"), (summary.uefi, "UEFI")]
             .into_iter()
             .filter_map(|(on, name)| on.then_some(name))
             .collect();
-        eprintln!(
-            "osforge: wrote {} ({}, volume id '{}', {} files, {} directories, boots {}) in {:.1} s",
+        format!(
+            "wrote {} ({}, volume id '{}', {} files, {} directories, boots {}) in {:.1} s",
             args.out.display(),
             human_bytes(summary.size_bytes),
             summary.volume_id,
@@ -148,7 +138,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
                 boots.join(" + ")
             },
             seconds,
-        );
+        )
+    };
+    super::finish_image(output, &summary, started, global, report_line)?;
+    if !global.quiet && !global.json {
         for warning in &summary.warnings {
             eprintln!("osforge: warning: {warning}");
         }

@@ -22,3 +22,29 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Render(args) => render::run(args, &cli.global),
     }
 }
+
+/// Moves a finished image into place, then reports it: its summary as JSON
+/// with `--json`, else one line (unless `--quiet`). `line` gets the seconds.
+pub(crate) fn finish_image<S: serde::Serialize>(
+    output: crate::util::output::AtomicOutput,
+    summary: &S,
+    started: std::time::Instant,
+    global: &crate::cli::GlobalArgs,
+    line: impl FnOnce(f64) -> String,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let path = output.final_path().to_path_buf();
+    output
+        .commit()
+        .with_context(|| format!("moving the image into place at {}", path.display()))?;
+    let seconds = started.elapsed().as_secs_f64();
+    if global.json {
+        let mut value = serde_json::to_value(summary)?;
+        value["path"] = serde_json::Value::String(path.display().to_string());
+        value["seconds"] = serde_json::json!((seconds * 1000.0).round() / 1000.0);
+        println!("{value}");
+    } else if !global.quiet {
+        eprintln!("osforge: {}", line(seconds));
+    }
+    Ok(())
+}

@@ -112,19 +112,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     };
     bar.finish();
     let summary = summary.with_context(|| format!("writing {}", args.out.display()))?;
-    output
-        .commit()
-        .with_context(|| format!("moving the image into place at {}", args.out.display()))?;
-
-    let seconds = started.elapsed().as_secs_f64();
-    if global.json {
-        let mut value = serde_json::to_value(&summary)?;
-        value["path"] = serde_json::Value::String(args.out.display().to_string());
-        value["seconds"] = serde_json::json!((seconds * 1000.0).round() / 1000.0);
-        println!("{value}");
-    } else if !global.quiet {
-        eprintln!(
-            "osforge: wrote {} ({}, virtual {}, {} KiB clusters: {} stored, {} compressed with {}, {} zero) in {:.1} s",
+    let report_line = |seconds: f64| {
+        format!(
+            "wrote {} ({}, virtual {}, {} KiB clusters: {} stored, {} compressed with {}, {} zero) in {:.1} s",
             args.out.display(),
             human_bytes(summary.file_size_bytes),
             human_bytes(summary.virtual_size_bytes),
@@ -134,8 +124,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             summary.compression,
             summary.zero_clusters,
             seconds,
-        );
-    }
+        )
+    };
+    super::finish_image(output, &summary, started, global, report_line)?;
     Ok(())
 }
 

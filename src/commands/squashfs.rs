@@ -156,19 +156,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let summary = writing().with_context(|| format!("writing {}", args.out.display()));
     bar.finish();
     let summary = summary?;
-    output
-        .commit()
-        .with_context(|| format!("moving the image into place at {}", args.out.display()))?;
-
-    let seconds = started.elapsed().as_secs_f64();
-    if global.json {
-        let mut value = serde_json::to_value(&summary)?;
-        value["path"] = serde_json::Value::String(args.out.display().to_string());
-        value["seconds"] = serde_json::json!((seconds * 1000.0).round() / 1000.0);
-        println!("{value}");
-    } else if !global.quiet {
-        eprintln!(
-            "osforge: wrote {} ({}, {} inodes, {} {} KiB blocks) from {} in {:.1} s; {} duplicate files, {} sparse",
+    let report_line = |seconds: f64| {
+        format!(
+            "wrote {} ({}, {} inodes, {} {} KiB blocks) from {} in {:.1} s; {} duplicate files, {} sparse",
             args.out.display(),
             human_bytes(summary.image_bytes),
             summary.inodes,
@@ -178,13 +168,15 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             seconds,
             summary.duplicate_files,
             human_bytes(summary.sparse_bytes),
+        )
+    };
+    super::finish_image(output, &summary, started, global, report_line)?;
+    // A warning, so on stderr even with --json (stdout stays the report).
+    if !global.quiet && summary.skipped_xattrs > 0 {
+        eprintln!(
+            "osforge: warning: {} extended attributes outside user., trusted. and security. were not stored",
+            summary.skipped_xattrs
         );
-        if summary.skipped_xattrs > 0 {
-            eprintln!(
-                "osforge: warning: {} extended attributes outside user., trusted. and security. were not stored",
-                summary.skipped_xattrs
-            );
-        }
     }
     Ok(())
 }
