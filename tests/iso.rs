@@ -7,10 +7,13 @@ use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, symlink};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use tempfile::TempDir;
+
+mod support;
+use support::qemu::{Boot, Firmware, Media, boot_until};
 
 const OSFORGE: &str = env!("CARGO_BIN_EXE_osforge");
 /// 2023-11-14T22:13:20Z.
@@ -23,8 +26,6 @@ const MARKER_END: &str = "OSFORGE-END";
 /// A generous bound for one boot under TCG on a shared 2-core machine;
 /// a boot takes 5 to 25 s there.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
-const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 /// A long UTF-8 name: Rock Ridge keeps it whole, Joliet cuts it to 64.
 const LONG_NAME: &str = "ünïcödé ñame with spaces — and a very long tail that goes on and on and on well past sixty-four characters.txt";
 
@@ -645,102 +646,26 @@ fn a_fat_volume_formatted_into_a_window_of_a_disk_image_is_clean() {
 // ---------------------------------------------------------------------------
 // Booting in QEMU.
 
-#[derive(Debug, Clone, Copy)]
-enum Firmware {
-    SeaBios,
-    Ovmf,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Media {
-    Cd,
-    UsbDisk,
-}
-
-/// Kills QEMU when the test is done with it, whatever happened.
-struct Qemu(Child);
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Boots `iso` and returns GRUB's marker line, or why there is none.
 fn boot(iso: &Path, work: &Path, firmware: Firmware, media: Media) -> Result<String, String> {
-    let name = format!("{firmware:?}-{media:?}");
-    let log = work.join(format!("{name}.log"));
-    let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args([
-        "-accel",
-        "tcg",
-        "-m",
-        "256",
-        "-display",
-        "none",
-        "-no-reboot",
-    ])
-    .arg("-serial")
-    .arg(format!("file:{}", log.display()))
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    if let Firmware::Ovmf = firmware {
-        let vars = work.join(format!("{name}-vars.fd"));
-        fs::copy(OVMF_VARS, &vars).unwrap();
-        cmd.arg("-drive")
-            .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"))
-            .arg("-drive")
-            .arg(format!("if=pflash,format=raw,file={}", vars.display()));
-    }
-    // read-only: four QEMUs share the image.
-    match media {
-        Media::Cd => {
-            cmd.arg("-drive")
-                .arg(format!("file={},media=cdrom,readonly=on", iso.display()))
-                .args(["-boot", "d"]);
-        }
-        Media::UsbDisk => {
-            cmd.arg("-drive")
-                .arg(format!(
-                    "file={},format=raw,if=none,id=stick,readonly=on",
-                    iso.display()
-                ))
-                .args(["-device", "usb-ehci", "-device", "usb-storage,drive=stick"]);
-        }
-    }
-    let mut qemu = Qemu(cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?);
-    let started = Instant::now();
-    loop {
-        let text = String::from_utf8_lossy(&fs::read(&log).unwrap_or_default()).into_owned();
-        if let Some(at) = text.find(MARKER)
-            && let Some(end) = text[at..].find(MARKER_END)
-        {
-            return Ok(text[at..at + end].trim().to_string());
-        }
-        let exited = qemu.0.try_wait().map_err(|e| e.to_string())?;
-        if exited.is_some() || started.elapsed() > BOOT_TIMEOUT {
-            let tail: String = text
-                .chars()
-                .rev()
-                .take(600)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            return Err(format!(
-                "{name}: no marker after {:.0} s (QEMU {}); serial log ends with:\n{tail}",
-                started.elapsed().as_secs_f64(),
-                if exited.is_some() {
-                    "exited"
-                } else {
-                    "timed out"
-                }
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    let b = Boot {
+        image: iso,
+        format: "raw",
+        firmware,
+        media,
+        memory_mib: 256,
+        extra_cdroms: Vec::new(),
+        timeout: BOOT_TIMEOUT,
+    };
+    let log = boot_until(&b, work, |text| {
+        text.find(MARKER)
+            .is_some_and(|at| text[at..].contains(MARKER_END))
+    })?;
+    let at = log.find(MARKER).expect("checked by the predicate");
+    let end = log[at..]
+        .find(MARKER_END)
+        .expect("checked by the predicate");
+    Ok(log[at..at + end].trim().to_string())
 }
 
 #[test]

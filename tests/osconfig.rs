@@ -18,27 +18,12 @@ use support::*;
 fn pristine_root() -> &'static Path {
     static ROOT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let r = ROOT.get_or_init(|| {
-        require_root();
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("osconfig-root");
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        let tar = dir.join("rootfs.tar");
-        let out = Command::new("mmdebstrap")
-            .args([
-                "--mode=unshare",
-                "--variant=minbase",
-                "--include=systemd-sysv,locales,tzdata,sudo,openssh-server",
-                "bookworm",
-            ])
-            .arg(&tar)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-        }
-        let root = dir.join("root");
-        osforge::rootfs::unpack(&tar, &root).map_err(|e| format!("{e:#}"))?;
-        Ok(root)
+        mmdebstrap_root(
+            "osconfig-root",
+            "minbase",
+            "systemd-sysv,locales,tzdata,sudo,openssh-server",
+        )
+        .map(|(_, root)| root)
     });
     r.as_ref().unwrap_or_else(|e| panic!("mmdebstrap: {e}"))
 }

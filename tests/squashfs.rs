@@ -694,39 +694,8 @@ fn an_interrupted_build_leaves_neither_the_output_nor_a_temporary() {
 /// real owners), unpacked too; built once per test run.
 fn debian_rootfs() -> &'static (PathBuf, PathBuf) {
     static ROOTFS: OnceLock<Result<(PathBuf, PathBuf), String>> = OnceLock::new();
-    let result = ROOTFS.get_or_init(|| {
-        require_root();
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("debian-minbase");
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        let tar = dir.join("rootfs.tar");
-        let out = Command::new("mmdebstrap")
-            .args([
-                "--mode=unshare",
-                "--variant=minbase",
-                "--include=libcap2-bin,iputils-ping",
-                "bookworm",
-            ])
-            .arg(&tar)
-            .output()
-            .map_err(|e| format!("cannot run mmdebstrap: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "mmdebstrap failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        let root = dir.join("root");
-        fs::create_dir(&root).unwrap();
-        run_ok(
-            Command::new("tar")
-                .args(["--xattrs", "--xattrs-include=*", "--numeric-owner", "-xpf"])
-                .arg(&tar)
-                .arg("-C")
-                .arg(&root),
-        );
-        Ok((tar, root))
-    });
+    let result = ROOTFS
+        .get_or_init(|| mmdebstrap_root("debian-minbase", "minbase", "libcap2-bin,iputils-ping"));
     result.as_ref().unwrap_or_else(|e| panic!("{e}"))
 }
 

@@ -50,6 +50,47 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// A Debian root made by mmdebstrap in unshare mode (so the tarball records
+/// the real owners) and unpacked beside it: `<target tmp>/<name>/{rootfs.tar,root}`.
+/// Rebuilt on every call; callers keep it in a OnceLock.
+pub fn mmdebstrap_root(
+    name: &str,
+    variant: &str,
+    include: &str,
+) -> Result<(PathBuf, PathBuf), String> {
+    require_root();
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let tar = dir.join("rootfs.tar");
+    let out = Command::new("mmdebstrap")
+        .args([
+            "--mode=unshare",
+            &format!("--variant={variant}"),
+            &format!("--include={include}"),
+            "bookworm",
+        ])
+        .arg(&tar)
+        .output()
+        .map_err(|e| format!("cannot run mmdebstrap: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "mmdebstrap failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let root = dir.join("root");
+    std::fs::create_dir(&root).map_err(|e| e.to_string())?;
+    run_ok(
+        Command::new("tar")
+            .args(["--xattrs", "--xattrs-include=*", "--numeric-owner", "-xpf"])
+            .arg(&tar)
+            .arg("-C")
+            .arg(&root),
+    );
+    Ok((tar, root))
+}
+
 /// Unmounts on drop, so a failed assertion does not leave mounts behind.
 pub struct Mount(pub PathBuf);
 
