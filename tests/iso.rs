@@ -13,6 +13,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 mod support;
+use support::noise;
 use support::qemu::{Boot, Firmware, Media, boot_until};
 
 const OSFORGE: &str = env!("CARGO_BIN_EXE_osforge");
@@ -71,18 +72,6 @@ fn osforge(args: &[&str]) -> Output {
 }
 
 /// Deterministic bytes that do not compress: xorshift64.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
-}
-
 /// A staging tree like a live ISO's, with the awkward cases: long UTF-8
 /// names, deep directories, many small files, symlinks, hard links, empty
 /// files and directories.

@@ -4,10 +4,12 @@
 //! the virtual size and compression type. Bad inputs fail with one line and
 //! leave no output behind. Tests that mount tmpfs expect to run as root.
 
+mod support;
 use std::fs::{self, File};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use support::noise;
 
 const MIB: u64 = 1 << 20;
 
@@ -41,18 +43,6 @@ fn path(p: &Path) -> &str {
 }
 
 /// Deterministic noise that no compressor can shrink.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 fn text(len: usize) -> Vec<u8> {
     (0..)
         .flat_map(|i: u32| {

@@ -50,6 +50,19 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// Incompressible bytes, the same for the same seed (xorshift64).
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
 /// A Debian root made by mmdebstrap in unshare mode (so the tarball records
 /// the real owners) and unpacked beside it: `<target tmp>/<name>/{rootfs.tar,root}`.
 /// Rebuilt on every call; callers keep it in a OnceLock.
