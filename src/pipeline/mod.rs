@@ -20,6 +20,7 @@ use std::time::Instant;
 use anyhow::Context;
 use serde::Serialize;
 
+use crate::artifacts::disk;
 use crate::artifacts::live_iso::{self, LiveIso, Seed};
 use crate::formats::Progress;
 use crate::formats::squashfs::{self, SquashfsWriter, source::DirectorySource};
@@ -134,18 +135,10 @@ pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport>
     let started = Instant::now();
     let mut stages = Vec::new();
     let host = render_host(req)?;
+    check_disk_inputs(req)?;
     let bootstrap = bootstrap_rootfs(req, log, &mut stages)?;
     let configured = configure_os(req, &bootstrap, log, &mut stages)?;
-    let mut artifacts = Vec::new();
-    for kind in &req.types {
-        let artifact = match kind {
-            ArtifactType::Iso => make_live_iso(req, &host, &configured, log, &mut stages)?,
-            ArtifactType::Qcow2 | ArtifactType::Raw => {
-                anyhow::bail!("--type {kind} is not implemented by this build yet; use --type iso")
-            }
-        };
-        artifacts.push(artifact);
-    }
+    let artifacts = make_artifacts(req, &host, &configured, log, &mut stages)?;
     write_checksums(&artifacts)?;
     Ok(BuildReport {
         profile: req.profile.name.clone(),
@@ -228,6 +221,162 @@ fn configure_os(req: &BuildRequest, bootstrap: &StageOutput, log: &Log, stages: 
         let report = crate::osconfig::apply(&root, &settings).context("configuring the image (osconfig)")?;
         Ok(format!("osconfig: {}", report.actions.join("; ")))
     })
+}
+
+/// Disk images need the profile's `disk:` section and the grub.cfg
+/// template; both are checked before the first stage runs.
+fn check_disk_inputs(req: &BuildRequest) -> anyhow::Result<()> {
+    if !req
+        .types
+        .iter()
+        .any(|t| matches!(t, ArtifactType::Qcow2 | ArtifactType::Raw))
+    {
+        return Ok(());
+    }
+    if req.profile.disk.is_none() {
+        crate::bail_input!(
+            "profile {} has no disk: section, so it cannot be built as qcow2 or raw (inherit qcow2-host, or add one)",
+            req.profile.name
+        );
+    }
+    let template = disk::boot::find_grub_template(&req.search.template_dirs)
+        .map_err(|e| anyhow::Error::new(crate::error::InputError(format!("{e:#}"))))?;
+    disk::boot::check_grub_template(&template)
+        .map_err(|e| anyhow::Error::new(crate::error::InputError(format!("{e:#}"))))
+}
+
+/// The artifacts are independent once the configured rootfs exists, so
+/// they are made side by side (progress bars are hidden then: they would
+/// draw over each other).
+fn make_artifacts(
+    req: &BuildRequest,
+    host: &HostRender,
+    configured: &StageOutput,
+    log: &Log,
+    stages: &mut Vec<StageReport>,
+) -> anyhow::Result<Vec<Artifact>> {
+    let shared_log = Log {
+        quiet: log.quiet,
+        progress: log.progress && req.types.len() == 1,
+    };
+    let results = std::thread::scope(|scope| {
+        let handles: Vec<_> = req
+            .types
+            .iter()
+            .map(|&kind| {
+                let log = &shared_log;
+                scope.spawn(move || {
+                    let mut own = Vec::new();
+                    let artifact = match kind {
+                        ArtifactType::Iso => make_live_iso(req, host, configured, log, &mut own),
+                        ArtifactType::Qcow2 | ArtifactType::Raw => {
+                            make_disk(req, host, configured, kind, log, &mut own)
+                        }
+                    };
+                    (artifact, own)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect::<Vec<_>>()
+    });
+    let mut artifacts = Vec::new();
+    for (artifact, own) in results {
+        stages.extend(own);
+        artifacts.push(artifact?);
+    }
+    Ok(artifacts)
+}
+
+/// The disk image (qcow2 or raw) of this host: the configured rootfs split
+/// onto the profile's partitions, GRUB for BIOS and UEFI. Not cached: it is
+/// per host (kernel command line) and the caches behind it are what is slow.
+fn make_disk(
+    req: &BuildRequest,
+    host: &HostRender,
+    configured: &StageOutput,
+    kind: ArtifactType,
+    log: &Log,
+    stages: &mut Vec<StageReport>,
+) -> anyhow::Result<Artifact> {
+    let started = Instant::now();
+    let layout = req
+        .profile
+        .disk
+        .as_ref()
+        .context("the profile has no disk: section")?;
+    let format = match kind {
+        ArtifactType::Raw => disk::ImageFormat::Raw,
+        _ => disk::ImageFormat::Qcow2 {
+            compression: disk::profile_compression(layout.compression),
+            level: None,
+        },
+    };
+    let out = req
+        .output_dir
+        .join(format!("{}.{}", req.name, format.extension()));
+    let template = disk::boot::find_grub_template(&req.search.template_dirs)?;
+    // Beside the cache's entries: the split trees are hard links into the
+    // configured rootfs, which needs the same filesystem.
+    let scratch = req.cache.root().join("tmp");
+    std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+    let title = format!("{} ({})", req.profile.description, host.hostname);
+    let cmdline = host.kernel_cmdline.to_string();
+    let image = disk::DiskImage {
+        rootfs: &configured.dir.join("root"),
+        disk: layout,
+        profile: &req.profile.name,
+        hostname: &host.hostname,
+        title: &title,
+        kernel_cmdline: &cmdline,
+        grub_template: &template,
+        ids: match req.source_date_epoch {
+            Some(epoch) => {
+                disk::Ids::Derived(format!("{}:{}:{epoch}", req.profile.name, configured.key))
+            }
+            None => disk::Ids::Random,
+        },
+        fake_time: req.source_date_epoch,
+        scratch_parent: &scratch,
+        grub_lib_dir: None,
+        format,
+        jobs: req.jobs,
+    };
+    let bar = Arc::new(Bar::bytes(format.extension(), layout.size.0, log.progress));
+    let summary = disk::write(
+        &image,
+        &out,
+        Arc::clone(&bar) as Arc<dyn crate::formats::Progress>,
+    );
+    bar.finish();
+    let summary = summary?;
+    let seconds = started.elapsed().as_secs_f64();
+    let steps: Vec<String> = summary
+        .steps
+        .iter()
+        .map(|(name, s)| format!("{name} {s:.1} s"))
+        .collect();
+    let detail = format!(
+        "{} ({}, {} virtual; {})",
+        out.display(),
+        crate::util::size::human_bytes(summary.file_size_bytes),
+        crate::util::size::human_bytes(summary.virtual_size_bytes),
+        steps.join(", ")
+    );
+    log.info(&format!("{kind}: wrote {detail} in {seconds:.1} s"));
+    stages.push(StageReport {
+        stage: if kind == ArtifactType::Raw {
+            "raw"
+        } else {
+            "qcow2"
+        },
+        cached: false,
+        seconds,
+        detail,
+    });
+    describe_artifact(kind, out)
 }
 
 fn make_squashfs(req: &BuildRequest, configured: &StageOutput, log: &Log, stages: &mut Vec<StageReport>) -> anyhow::Result<PathBuf> {
