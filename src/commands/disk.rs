@@ -8,9 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context;
-
-use crate::artifacts::disk::{self, DiskImage, Ids, ImageFormat};
+use crate::artifacts::disk::{self, DiskImage, Ids, ImageFormat, Output};
 use crate::bail_input;
 use crate::cli::GlobalArgs;
 use crate::formats::Progress;
@@ -18,12 +16,6 @@ use crate::formats::qcow2::Compression;
 use crate::profile::{self, ByteSize, ProfileError, SearchPath};
 use crate::util::progress::Bar;
 use crate::util::size::human_bytes;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Qcow2,
-    Raw,
-}
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -34,11 +26,11 @@ pub struct Args {
     /// it is only read.
     #[arg(long, value_name = "DIR")]
     pub root: PathBuf,
-    /// The image to write; replaced only once it is complete.
-    pub out: PathBuf,
-    /// qcow2 or raw (default: from OUT's extension, qcow2 unless .raw or .img).
-    #[arg(long, value_enum)]
-    pub format: Option<Format>,
+    /// The images to write, each replaced only once all are complete: raw for
+    /// `.raw` and `.img`, qcow2 otherwise. Several outputs share one build, so
+    /// a qcow2 and a raw image hold the same disk.
+    #[arg(required = true, value_name = "OUT")]
+    pub outs: Vec<PathBuf>,
     /// qcow2 cluster compression (default: the profile's disk.compression).
     #[arg(long, value_parser = clap::value_parser!(Compression))]
     pub compression: Option<Compression>,
@@ -98,21 +90,23 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         Ok(_) => bail_input!("--root {}: not a directory", args.root.display()),
         Err(e) => bail_input!("--root {}: {e}", args.root.display()),
     }
-    let format = match args
-        .format
-        .unwrap_or_else(|| format_from_extension(&args.out))
-    {
-        Format::Raw => ImageFormat::Raw,
-        Format::Qcow2 => ImageFormat::Qcow2 {
-            compression: args
-                .compression
-                .unwrap_or_else(|| disk::profile_compression(layout.compression)),
-            level: args.level,
-        },
+    let qcow2 = ImageFormat::Qcow2 {
+        compression: args
+            .compression
+            .unwrap_or_else(|| disk::profile_compression(layout.compression)),
+        level: args.level,
     };
+    let outputs: Vec<Output> = args
+        .outs
+        .iter()
+        .map(|path| Output {
+            format: format_from_extension(path).unwrap_or(qcow2),
+            path: path.clone(),
+        })
+        .collect();
     let template = disk::boot::find_grub_template(&search.template_dirs)
         .map_err(|e| anyhow::Error::new(crate::error::InputError(e.to_string())))?;
-    let scratch_parent = match args.out.parent() {
+    let scratch_parent = match args.outs[0].parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
@@ -133,21 +127,24 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         fake_time: args.source_date_epoch,
         scratch_parent: &scratch_parent,
         grub_lib_dir: args.grub_dir.as_deref(),
-        format,
         jobs: args
             .jobs
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
             .max(1),
     };
     let show = !global.quiet && !global.json;
-    let bar = Arc::new(Bar::bytes(format.extension(), layout.size.0, show));
-    let result = disk::write(&image, &args.out, Arc::clone(&bar) as Arc<dyn Progress>);
+    let bar = Arc::new(Bar::bytes(
+        "disk",
+        layout.size.0 * outputs.len() as u64,
+        show,
+    ));
+    let result = disk::write(&image, &outputs, Arc::clone(&bar) as Arc<dyn Progress>);
     bar.finish();
-    let summary = result.with_context(|| format!("making {}", args.out.display()))?;
+    let summary = result?;
     if global.json {
         println!(
             "{}",
-            serde_json::json!({ "out": args.out, "profile": profile.name, "disk": summary })
+            serde_json::json!({ "profile": profile.name, "disk": summary })
         );
     } else if !global.quiet {
         for p in &summary.partitions {
@@ -160,20 +157,23 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
                 p.mount.as_deref().unwrap_or("")
             );
         }
-        eprintln!(
-            "osforge: wrote {} ({}, {} virtual) in {:.1} s",
-            args.out.display(),
-            human_bytes(summary.file_size_bytes),
-            human_bytes(summary.virtual_size_bytes),
-            started.elapsed().as_secs_f64()
-        );
+        for out in &summary.outputs {
+            eprintln!(
+                "osforge: wrote {} ({}, {} virtual)",
+                out.path.display(),
+                human_bytes(out.file_size_bytes),
+                human_bytes(summary.virtual_size_bytes)
+            );
+        }
+        eprintln!("osforge: done in {:.1} s", started.elapsed().as_secs_f64());
     }
     Ok(())
 }
 
-fn format_from_extension(out: &std::path::Path) -> Format {
+/// Raw for `.raw` and `.img`; `None` (qcow2) otherwise.
+fn format_from_extension(out: &std::path::Path) -> Option<ImageFormat> {
     match out.extension().and_then(|e| e.to_str()) {
-        Some("raw" | "img") => Format::Raw,
-        _ => Format::Qcow2,
+        Some("raw" | "img") => Some(ImageFormat::Raw),
+        _ => None,
     }
 }

@@ -247,7 +247,8 @@ fn check_disk_inputs(req: &BuildRequest) -> anyhow::Result<()> {
 
 /// The artifacts are independent once the configured rootfs exists, so
 /// they are made side by side (progress bars are hidden then: they would
-/// draw over each other).
+/// draw over each other). qcow2 and raw are one job: both are written from
+/// the same filesystems.
 fn make_artifacts(
     req: &BuildRequest,
     host: &HostRender,
@@ -255,68 +256,63 @@ fn make_artifacts(
     log: &Log,
     stages: &mut Vec<StageReport>,
 ) -> anyhow::Result<Vec<Artifact>> {
-    let shared_log = Log {
-        quiet: log.quiet,
-        progress: log.progress && req.types.len() == 1,
-    };
-    let results = std::thread::scope(|scope| {
-        let handles: Vec<_> = req
-            .types
-            .iter()
-            .map(|&kind| {
-                let log = &shared_log;
-                scope.spawn(move || {
-                    let mut own = Vec::new();
-                    let artifact = match kind {
-                        ArtifactType::Iso => make_live_iso(req, host, configured, log, &mut own),
-                        ArtifactType::Qcow2 | ArtifactType::Raw => {
-                            make_disk(req, host, configured, kind, log, &mut own)
-                        }
-                    };
-                    (artifact, own)
-                })
+    let disk_types: Vec<ArtifactType> =
+        req.types.iter().copied().filter(|t| matches!(t, ArtifactType::Qcow2 | ArtifactType::Raw)).collect();
+    let iso = req.types.contains(&ArtifactType::Iso);
+    let jobs = usize::from(iso) + usize::from(!disk_types.is_empty());
+    let shared_log = Log { quiet: log.quiet, progress: log.progress && jobs == 1 };
+    let log = &shared_log;
+    let (iso_result, disk_result) = std::thread::scope(|scope| {
+        let iso_job = iso.then(|| {
+            scope.spawn(move || {
+                let mut own = Vec::new();
+                (make_live_iso(req, host, configured, log, &mut own).map(|a| vec![a]), own)
             })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect::<Vec<_>>()
+        });
+        let disk_job = (!disk_types.is_empty()).then(|| {
+            let types = &disk_types;
+            scope.spawn(move || {
+                let mut own = Vec::new();
+                (make_disk(req, host, configured, types, log, &mut own), own)
+            })
+        });
+        let join = |h: std::thread::ScopedJoinHandle<'_, _>| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (iso_job.map(join), disk_job.map(join))
     });
-    let mut artifacts = Vec::new();
-    for (artifact, own) in results {
+    let mut by_type = Vec::new();
+    for (result, own) in [iso_result, disk_result].into_iter().flatten() {
         stages.extend(own);
-        artifacts.push(artifact?);
+        by_type.extend(result?);
     }
-    Ok(artifacts)
+    // In the order the types were asked for.
+    by_type.sort_by_key(|a: &Artifact| req.types.iter().position(|t| *t == a.kind));
+    Ok(by_type)
 }
 
-/// The disk image (qcow2 or raw) of this host: the configured rootfs split
-/// onto the profile's partitions, GRUB for BIOS and UEFI. Not cached: it is
-/// per host (kernel command line) and the caches behind it are what is slow.
+/// The disk images (qcow2 and/or raw) of this host: the configured rootfs
+/// split onto the profile's partitions, GRUB for BIOS and UEFI. Not cached:
+/// they are per host (kernel command line) and the caches behind them are
+/// what is slow.
 fn make_disk(
     req: &BuildRequest,
     host: &HostRender,
     configured: &StageOutput,
-    kind: ArtifactType,
+    types: &[ArtifactType],
     log: &Log,
     stages: &mut Vec<StageReport>,
-) -> anyhow::Result<Artifact> {
+) -> anyhow::Result<Vec<Artifact>> {
     let started = Instant::now();
-    let layout = req
-        .profile
-        .disk
-        .as_ref()
-        .context("the profile has no disk: section")?;
-    let format = match kind {
-        ArtifactType::Raw => disk::ImageFormat::Raw,
-        _ => disk::ImageFormat::Qcow2 {
-            compression: disk::profile_compression(layout.compression),
-            level: None,
-        },
-    };
-    let out = req
-        .output_dir
-        .join(format!("{}.{}", req.name, format.extension()));
+    let layout = req.profile.disk.as_ref().context("the profile has no disk: section")?;
+    let outputs: Vec<disk::Output> = types
+        .iter()
+        .map(|kind| {
+            let format = match kind {
+                ArtifactType::Raw => disk::ImageFormat::Raw,
+                _ => disk::ImageFormat::Qcow2 { compression: disk::profile_compression(layout.compression), level: None },
+            };
+            disk::Output { format, path: req.output_dir.join(format!("{}.{}", req.name, format.extension())) }
+        })
+        .collect();
     let template = disk::boot::find_grub_template(&req.search.template_dirs)?;
     // Beside the cache's entries: the split trees are hard links into the
     // configured rootfs, which needs the same filesystem.
@@ -333,50 +329,34 @@ fn make_disk(
         kernel_cmdline: &cmdline,
         grub_template: &template,
         ids: match req.source_date_epoch {
-            Some(epoch) => {
-                disk::Ids::Derived(format!("{}:{}:{epoch}", req.profile.name, configured.key))
-            }
+            Some(epoch) => disk::Ids::Derived(format!("{}:{}:{epoch}", req.profile.name, configured.key)),
             None => disk::Ids::Random,
         },
         fake_time: req.source_date_epoch,
         scratch_parent: &scratch,
         grub_lib_dir: None,
-        format,
         jobs: req.jobs,
     };
-    let bar = Arc::new(Bar::bytes(format.extension(), layout.size.0, log.progress));
-    let summary = disk::write(
-        &image,
-        &out,
-        Arc::clone(&bar) as Arc<dyn crate::formats::Progress>,
-    );
+    let bar = Arc::new(Bar::bytes("disk", layout.size.0 * outputs.len() as u64, log.progress));
+    let summary = disk::write(&image, &outputs, Arc::clone(&bar) as Arc<dyn crate::formats::Progress>);
     bar.finish();
     let summary = summary?;
     let seconds = started.elapsed().as_secs_f64();
-    let steps: Vec<String> = summary
-        .steps
+    let steps: Vec<String> = summary.steps.iter().map(|(name, s)| format!("{name} {s:.1} s")).collect();
+    let files: Vec<String> = summary
+        .outputs
         .iter()
-        .map(|(name, s)| format!("{name} {s:.1} s"))
+        .map(|o| format!("{} ({})", o.path.display(), crate::util::size::human_bytes(o.file_size_bytes)))
         .collect();
     let detail = format!(
-        "{} ({}, {} virtual; {})",
-        out.display(),
-        crate::util::size::human_bytes(summary.file_size_bytes),
+        "{}, {} virtual; {}",
+        files.join(", "),
         crate::util::size::human_bytes(summary.virtual_size_bytes),
         steps.join(", ")
     );
-    log.info(&format!("{kind}: wrote {detail} in {seconds:.1} s"));
-    stages.push(StageReport {
-        stage: if kind == ArtifactType::Raw {
-            "raw"
-        } else {
-            "qcow2"
-        },
-        cached: false,
-        seconds,
-        detail,
-    });
-    describe_artifact(kind, out)
+    log.info(&format!("disk: wrote {detail} in {seconds:.1} s"));
+    stages.push(StageReport { stage: "disk", cached: false, seconds, detail });
+    types.iter().zip(&outputs).map(|(kind, out)| describe_artifact(*kind, out.path.clone())).collect()
 }
 
 fn make_squashfs(req: &BuildRequest, configured: &StageOutput, log: &Log, stages: &mut Vec<StageReport>) -> anyhow::Result<PathBuf> {

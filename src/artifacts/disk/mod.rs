@@ -83,8 +83,24 @@ pub struct DiskImage<'a> {
     pub scratch_parent: &'a Path,
     /// GRUB's lib dir; by default the image's own, else the host's.
     pub grub_lib_dir: Option<&'a Path>,
-    pub format: ImageFormat,
+    /// Compression threads for qcow2 outputs.
     pub jobs: usize,
+}
+
+/// One image file to write; a disk can be written in several formats from
+/// the same filesystems, so a qcow2 and a raw image of one build hold the
+/// same bytes.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub format: ImageFormat,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputSummary {
+    pub path: PathBuf,
+    pub format: &'static str,
+    pub file_size_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -104,19 +120,19 @@ pub struct PartitionSummary {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DiskSummary {
-    pub format: &'static str,
+    pub outputs: Vec<OutputSummary>,
     pub virtual_size_bytes: u64,
-    pub file_size_bytes: u64,
     pub kernel: String,
     pub partitions: Vec<PartitionSummary>,
     /// Seconds per step, in order.
     pub steps: Vec<(String, f64)>,
 }
 
-/// Makes the image at `out`.
+/// Makes the images in `outputs`; `progress` is told about every byte of
+/// the virtual disk once per output.
 pub fn write(
     img: &DiskImage,
-    out: &Path,
+    outputs: &[Output],
     progress: Arc<dyn Progress>,
 ) -> anyhow::Result<DiskSummary> {
     let mut steps = Steps::start();
@@ -259,19 +275,40 @@ pub fn write(
     }
     extents.extend(parts);
     let composite = CompositeDisk::new(plan.size_bytes, extents).context("assembling the disk")?;
-    let mut output =
-        AtomicOutput::create(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let file_size_bytes = image::write(&composite, img.format, img.jobs, output.file(), progress)
-        .with_context(|| format!("writing {}", out.display()))?;
-    output
-        .commit()
-        .with_context(|| format!("moving {} into place", out.display()))?;
-    steps.done(img.format.extension());
+    // Every output is complete before any is moved into place.
+    let mut written = Vec::new();
+    for out in outputs {
+        let path = &out.path;
+        let mut file = AtomicOutput::create(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let file_size_bytes = image::write(
+            &composite,
+            out.format,
+            img.jobs,
+            file.file(),
+            Arc::clone(&progress),
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
+        written.push((
+            file,
+            OutputSummary {
+                path: path.clone(),
+                format: out.format.extension(),
+                file_size_bytes,
+            },
+        ));
+        steps.done(out.format.extension());
+    }
+    let mut summaries = Vec::new();
+    for (file, summary) in written {
+        file.commit()
+            .with_context(|| format!("moving {} into place", summary.path.display()))?;
+        summaries.push(summary);
+    }
 
     Ok(DiskSummary {
-        format: img.format.extension(),
+        outputs: summaries,
         virtual_size_bytes: plan.size_bytes,
-        file_size_bytes,
         kernel: kernel.image_kernel.clone(),
         partitions: plan
             .partitions

@@ -1,0 +1,807 @@
+//! `osforge disk` end to end on a small synthetic rootfs (no mmdebstrap):
+//! the reference tools are the oracles. qemu-img checks the qcow2 and
+//! compares it with the raw image of the same build; sgdisk verifies and
+//! lists the GPT; e2fsck, fsck.fat and blkid check every partition, cut out
+//! of the raw image by offset; debugfs and mtools read what landed where;
+//! grub-bios-setup, run on a copy, must write the same boot sectors.
+
+mod support;
+
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use support::{
+    SnapshotOptions, diff_snapshots, leftover_temporaries, require_root, run_ok, snapshot,
+};
+
+/// 2023-11-14T22:13:20Z: identifiers derive from it, times are fixed by it.
+const EPOCH: &str = "1700000000";
+const KERNEL_VERSION: &str = "6.1.0-99-amd64";
+const SECTOR: u64 = 512;
+/// cap_net_raw+ep as setcap writes it (VFS_CAP_REVISION_2).
+const CAP_NET_RAW: [u8; 20] = [
+    1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+];
+
+/// A profile like qcow2-host, on a 2 GiB disk, with a swap partition too.
+const PROFILE: &str = r#"description: "disk tests: Airship layout plus swap on 2G"
+inherits: [qcow2-host]
+variables:
+  hostname: disk-test
+kernel:
+  cmdline: ["hugepages=4", "isolcpus=1"]
+disk: !replace
+  size: 2G
+  partitions:
+    - {name: root, size: rest, type: linux, filesystem: ext4, mount: /, fstab_options: "defaults,errors=remount-ro"}
+    - {name: bios, size: 4M, type: bios_grub, filesystem: none}
+    - {name: esp, size: 64M, type: esp, filesystem: vfat, mount: /boot/efi, fstab_options: "umask=0077"}
+    - {name: boot, size: 256M, type: linux, filesystem: ext4, mount: /boot}
+    - {name: swap, size: 64M, type: swap, filesystem: swap}
+"#;
+
+fn osforge(args: &[&str]) -> Output {
+    support::osforge().args(args).output().expect("run osforge")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Deterministic bytes that do not compress: xorshift64.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+/// A small rootfs with what a real one has that is easy to lose: a kernel
+/// in /boot, files under /boot/efi, owners, modes, a file capability, hard
+/// links, a device node, symlinks short and long, a sparse file.
+fn make_rootfs(root: &Path) {
+    let write = |path: &str, bytes: &[u8]| {
+        let p = root.join(path.trim_start_matches('/'));
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, bytes).unwrap();
+    };
+    fs::create_dir_all(root).unwrap();
+    write(
+        &format!("/boot/vmlinuz-{KERNEL_VERSION}"),
+        &noise(3 << 20, 1),
+    );
+    write(
+        &format!("/boot/initrd.img-{KERNEL_VERSION}"),
+        &noise(5 << 20, 2),
+    );
+    write(
+        &format!("/boot/config-{KERNEL_VERSION}"),
+        b"CONFIG_EXT4_FS=y\n",
+    );
+    symlink(
+        format!("boot/vmlinuz-{KERNEL_VERSION}"),
+        root.join("vmlinuz"),
+    )
+    .unwrap();
+    symlink(
+        format!("boot/initrd.img-{KERNEL_VERSION}"),
+        root.join("initrd.img"),
+    )
+    .unwrap();
+    write(
+        "/boot/efi/EFI/debian/notes.txt",
+        b"left by the distribution\n",
+    );
+    write("/etc/hostname", b"image\n");
+    write("/etc/fstab", b"# the bootstrap's empty fstab\n");
+    write("/etc/default/keyboard", b"XKBLAYOUT=us\n");
+    write("/usr/bin/ping", &noise(70_000, 3));
+    xattr::set(
+        root.join("usr/bin/ping"),
+        "security.capability",
+        &CAP_NET_RAW,
+    )
+    .unwrap();
+    write("/usr/bin/tool", &noise(10_000, 4));
+    fs::hard_link(root.join("usr/bin/tool"), root.join("usr/bin/tool-alias")).unwrap();
+    write("/var/lib/data/blob", &noise(20 << 20, 5));
+    let sparse = fs::File::create(root.join("var/lib/data/sparse")).unwrap();
+    sparse.set_len(1 << 30).unwrap();
+    symlink("../lib/data/blob", root.join("usr/bin/short-link")).unwrap();
+    symlink(
+        "/".to_string() + &"long/".repeat(20) + "target",
+        root.join("usr/bin/long-link"),
+    )
+    .unwrap();
+    fs::create_dir_all(root.join("dev")).unwrap();
+    let null = std::ffi::CString::new(root.join("dev/null").to_str().unwrap()).unwrap();
+    // SAFETY: a valid path; mknod creates the node only.
+    assert_eq!(
+        unsafe { libc::mknod(null.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) },
+        0
+    );
+    fs::create_dir_all(root.join("home/user")).unwrap();
+    std::os::unix::fs::chown(root.join("home/user"), Some(1000), Some(1000)).unwrap();
+    fs::set_permissions(root.join("home/user"), fs::Permissions::from_mode(0o700)).unwrap();
+    fs::create_dir_all(root.join("tmp")).unwrap();
+    fs::set_permissions(root.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+}
+
+/// One build shared by the tests that only read it: the same disk as qcow2
+/// and raw.
+struct Built {
+    dir: PathBuf,
+    rootfs: PathBuf,
+    profile: PathBuf,
+    qcow2: PathBuf,
+    raw: PathBuf,
+    before: std::collections::BTreeMap<Vec<u8>, support::EntryInfo>,
+}
+
+const SNAPSHOT: SnapshotOptions = SnapshotOptions {
+    xattrs: true,
+    contents: true,
+};
+
+fn built() -> &'static Built {
+    static BUILT: OnceLock<Built> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        require_root();
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("disk-tests");
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let rootfs = dir.join("rootfs");
+        make_rootfs(&rootfs);
+        let profile = dir.join("disk-test.yaml");
+        fs::write(&profile, PROFILE).unwrap();
+        let before = snapshot(&rootfs, &SNAPSHOT);
+        let (qcow2, raw) = (dir.join("disk.qcow2"), dir.join("disk.raw"));
+        let out = support::osforge()
+            .args([
+                "disk",
+                "--profile",
+                profile.to_str().unwrap(),
+                "--root",
+                rootfs.to_str().unwrap(),
+            ])
+            .arg(&qcow2)
+            .arg(&raw)
+            .env("SOURCE_DATE_EPOCH", EPOCH)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "osforge disk failed:\n{}", text(&out));
+        Built {
+            dir,
+            rootfs,
+            profile,
+            qcow2,
+            raw,
+            before,
+        }
+    })
+}
+
+/// `sgdisk -p`'s partition lines: (number, first LBA, last LBA, code, name).
+fn partitions(raw: &Path) -> Vec<(u32, u64, u64, String, String)> {
+    let out = String::from_utf8(run_ok(Command::new("sgdisk").arg("-p").arg(raw)).stdout).unwrap();
+    out.lines()
+        .skip_while(|l| !l.starts_with("Number"))
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+                f[5].to_string(),
+                f[6..].join(" "),
+            )
+        })
+        .collect()
+}
+
+/// Cuts partition `number` out of the raw image into its own (sparse) file.
+fn extract(raw: &Path, number: u32, out: &Path) -> PathBuf {
+    let (_, first, last, _, _) = partitions(raw)
+        .into_iter()
+        .find(|p| p.0 == number)
+        .expect("partition");
+    run_ok(
+        Command::new("dd")
+            .arg(format!("if={}", raw.display()))
+            .arg(format!("of={}", out.display()))
+            .args(["bs=512", "conv=sparse", "status=none"])
+            .arg(format!("skip={first}"))
+            .arg(format!("count={}", last - first + 1)),
+    );
+    out.to_path_buf()
+}
+
+fn debugfs(image: &Path, request: &str) -> String {
+    String::from_utf8(run_ok(Command::new("debugfs").arg("-R").arg(request).arg(image)).stdout)
+        .unwrap()
+}
+
+fn blkid(image: &Path, tag: &str) -> String {
+    let out = run_ok(
+        Command::new("blkid")
+            .args(["-p", "-o", "value", "-s", tag])
+            .arg(image),
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn the_qcow2_is_clean_for_qemu_img_and_holds_the_same_disk_as_the_raw_image() {
+    let b = built();
+    let check = run_ok(Command::new("qemu-img").arg("check").arg(&b.qcow2));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("No errors were found"));
+    let compare = run_ok(
+        Command::new("qemu-img")
+            .args(["compare", "-f", "raw", "-F", "qcow2"])
+            .arg(&b.raw)
+            .arg(&b.qcow2),
+    );
+    assert!(String::from_utf8_lossy(&compare.stdout).contains("Images are identical"));
+    let info = String::from_utf8(
+        run_ok(
+            Command::new("qemu-img")
+                .args(["info", "--output=json"])
+                .arg(&b.qcow2),
+        )
+        .stdout,
+    )
+    .unwrap();
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["virtual-size"], 2u64 << 30);
+    assert_eq!(
+        info["format-specific"]["data"]["compression-type"], "zlib",
+        "the profile's default"
+    );
+    let raw_md = fs::metadata(&b.raw).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(raw_md.len(), 2 << 30);
+    assert!(raw_md.blocks() * 512 < 200 << 20, "the raw image is sparse");
+    assert!(
+        fs::metadata(&b.qcow2).unwrap().len() < 60 << 20,
+        "the qcow2 holds data clusters only"
+    );
+}
+
+#[test]
+fn sgdisk_verifies_the_gpt_and_lists_names_types_and_sizes_in_profile_order() {
+    let b = built();
+    let verify = run_ok(Command::new("sgdisk").arg("-v").arg(&b.raw));
+    assert!(
+        String::from_utf8_lossy(&verify.stdout).contains("No problems found"),
+        "{}",
+        text(&verify)
+    );
+    let parts = partitions(&b.raw);
+    let mib = (1 << 20) / SECTOR;
+    let summary: Vec<(u32, String, String)> = parts
+        .iter()
+        .map(|p| (p.0, p.3.clone(), p.4.clone()))
+        .collect();
+    let expected = [
+        (1, "8300", "root"),
+        (2, "EF02", "bios"),
+        (3, "EF00", "esp"),
+        (4, "8300", "boot"),
+        (5, "8200", "swap"),
+    ];
+    assert_eq!(
+        summary,
+        expected.map(|(n, c, name)| (n, c.to_string(), name.to_string()))
+    );
+    let sizes: Vec<u64> = parts.iter().map(|p| (p.2 - p.1 + 1) / mib).collect();
+    assert_eq!(&sizes[1..], &[4, 64, 256, 64]);
+    // Root is entry 1 but last on the disk, up to the backup GPT's MiB.
+    let root = &parts[0];
+    assert_eq!(root.1, (1 + 4 + 64 + 256 + 64) * mib);
+    assert_eq!(root.2 + 1, (2048 - 1) * mib);
+    let info =
+        String::from_utf8(run_ok(Command::new("sgdisk").args(["-i", "2"]).arg(&b.raw)).stdout)
+            .unwrap();
+    assert!(
+        info.contains("BIOS boot partition") && info.contains("Attribute flags: 0000000000000001"),
+        "{info}"
+    );
+}
+
+#[test]
+fn every_filesystem_checks_clean_and_fstab_names_them_by_uuid() {
+    let b = built();
+    let work = support::temp_dir("disk-fsck-");
+    let root = extract(&b.raw, 1, &work.path().join("root.ext4"));
+    let esp = extract(&b.raw, 3, &work.path().join("esp.fat"));
+    let boot = extract(&b.raw, 4, &work.path().join("boot.ext4"));
+    let swap = extract(&b.raw, 5, &work.path().join("swap"));
+    for fs_image in [&root, &boot] {
+        run_ok(Command::new("e2fsck").arg("-fn").arg(fs_image));
+    }
+    run_ok(Command::new("fsck.fat").arg("-n").arg(&esp));
+    assert_eq!(blkid(&root, "TYPE"), "ext4");
+    assert_eq!(blkid(&boot, "LABEL"), "boot");
+    assert_eq!(blkid(&esp, "TYPE"), "vfat");
+    assert_eq!(blkid(&swap, "TYPE"), "swap");
+    let fstab = debugfs(&root, "cat /etc/fstab");
+    let lines: Vec<&str> = fstab.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "UUID={} / ext4 defaults,errors=remount-ro 0 1",
+                blkid(&root, "UUID")
+            ),
+            format!("UUID={} /boot ext4 defaults 0 2", blkid(&boot, "UUID")),
+            format!("UUID={} /boot/efi vfat umask=0077 0 2", blkid(&esp, "UUID")),
+            format!("UUID={} none swap sw 0 0", blkid(&swap, "UUID")),
+        ]
+    );
+    let features =
+        String::from_utf8(run_ok(Command::new("dumpe2fs").arg("-h").arg(&boot)).stdout).unwrap();
+    assert!(
+        !features.contains("metadata_csum_seed") && !features.contains("orphan_file"),
+        "GRUB 2.06 reads it"
+    );
+}
+
+#[test]
+fn the_rootfs_is_split_by_mount_point_with_owners_capabilities_and_links_intact() {
+    let b = built();
+    let work = support::temp_dir("disk-split-");
+    let root = extract(&b.raw, 1, &work.path().join("root.ext4"));
+    let boot = extract(&b.raw, 4, &work.path().join("boot.ext4"));
+    let esp = extract(&b.raw, 3, &work.path().join("esp.fat"));
+    // /boot is an empty mount point on root; the kernel is on the boot filesystem.
+    let listing = debugfs(&root, "ls /boot");
+    assert!(!listing.contains("vmlinuz"), "{listing}");
+    assert!(debugfs(&boot, "ls /").contains(&format!("vmlinuz-{KERNEL_VERSION}")));
+    assert!(
+        !debugfs(&boot, "ls /efi").contains("EFI"),
+        "/boot/efi is a mount point, empty on /boot"
+    );
+    let ping = debugfs(&root, "ea_get /usr/bin/ping security.capability");
+    assert!(ping.contains("01 00 00 02 00 20 00 00"), "{ping}");
+    assert!(debugfs(&root, "stat /usr/bin/tool").contains("Links: 2"));
+    assert_eq!(
+        debugfs(&root, "stat /usr/bin/tool").lines().next(),
+        debugfs(&root, "stat /usr/bin/tool-alias").lines().next()
+    );
+    let home = debugfs(&root, "stat /home/user");
+    assert!(
+        home.contains("Mode:  0700") && home.contains("User:  1000   Group:  1000"),
+        "{home}"
+    );
+    assert!(debugfs(&root, "stat /tmp").contains("Mode:  01777"));
+    assert!(debugfs(&root, "stat /dev/null").contains("Type: character special"));
+    assert!(
+        debugfs(&root, "stat /var/lib/data/sparse").contains("Blockcount: 0"),
+        "holes stay holes"
+    );
+    assert_eq!(
+        debugfs(&root, "cat /etc/default/keyboard"),
+        "XKBLAYOUT=us\n"
+    );
+    let grub_default = debugfs(&root, "cat /etc/default/grub");
+    assert!(grub_default.contains("GRUB_CMDLINE_LINUX_DEFAULT='console=tty0 console=ttyS0,115200n8 hugepages=4 isolcpus=1'"), "{grub_default}");
+    // The ESP: the tree under /boot/efi and the removable-media loader.
+    let mdir = |path: &str| {
+        text(
+            &Command::new("mdir")
+                .args(["-b", "-i"])
+                .arg(&esp)
+                .arg(path)
+                .output()
+                .unwrap(),
+        )
+    };
+    assert!(mdir("::/EFI/debian").contains("notes.txt"));
+    assert!(mdir("::/EFI/BOOT").contains("BOOTX64.EFI"));
+    // GRUB: the menu names the root by UUID with the profile's parameters;
+    // the module directories are there for update-grub's insmods.
+    let grub_cfg = debugfs(&boot, "cat /grub/grub.cfg");
+    let root_uuid = blkid(&root, "UUID");
+    let line = format!(
+        "linux /vmlinuz-{KERNEL_VERSION} root=UUID={root_uuid} ro console=tty0 console=ttyS0,115200n8 hugepages=4 isolcpus=1"
+    );
+    assert!(grub_cfg.contains(&line), "{grub_cfg}");
+    assert!(grub_cfg.contains(&format!(
+        "search --no-floppy --fs-uuid --set=root {}",
+        blkid(&boot, "UUID")
+    )));
+    assert!(debugfs(&boot, "ls /grub/i386-pc").contains("ext2.mod"));
+    assert!(debugfs(&boot, "ls /grub/x86_64-efi").contains("linux.mod"));
+    assert_eq!(debugfs(&boot, "cat /grub/grubenv").len(), 1024);
+}
+
+#[test]
+fn the_source_tree_is_left_exactly_as_it_was() {
+    let b = built();
+    let after = snapshot(&b.rootfs, &SNAPSHOT);
+    let problems = diff_snapshots(&b.before, &after, &[]);
+    assert!(problems.is_empty(), "{problems:#?}");
+    let leftovers: Vec<_> = fs::read_dir(&b.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "scratch left behind: {leftovers:?}");
+}
+
+#[test]
+fn the_bios_boot_sectors_are_what_grub_bios_setup_writes() {
+    let b = built();
+    let work = support::temp_dir("disk-grub-setup-");
+    let w = work.path();
+    // A copy with the MBR boot code and the BIOS boot partition wiped.
+    let copy = w.join("copy.raw");
+    run_ok(
+        Command::new("cp")
+            .arg("--sparse=always")
+            .arg(&b.raw)
+            .arg(&copy),
+    );
+    let (_, first, last, _, _) = partitions(&b.raw).into_iter().find(|p| p.0 == 2).unwrap();
+    let f = fs::OpenOptions::new().write(true).open(&copy).unwrap();
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(&[0u8; 440], 0).unwrap();
+    f.write_all_at(
+        &vec![0u8; ((last - first + 1) * SECTOR) as usize],
+        first * SECTOR,
+    )
+    .unwrap();
+    drop(f);
+    // grub-bios-setup wants the images in a directory and a device map.
+    let grub_dir = w.join("grub");
+    fs::create_dir(&grub_dir).unwrap();
+    let boot = extract(&b.raw, 4, &w.join("boot.ext4"));
+    run_ok(
+        Command::new("debugfs")
+            .arg("-R")
+            .arg(format!(
+                "dump /grub/i386-pc/core.img {}",
+                grub_dir.join("core.img").display()
+            ))
+            .arg(&boot),
+    );
+    fs::copy("/usr/lib/grub/i386-pc/boot.img", grub_dir.join("boot.img")).unwrap();
+    fs::write(
+        grub_dir.join("device.map"),
+        format!("(hd0) {}\n", copy.display()),
+    )
+    .unwrap();
+    // It also insists on opening the device holding its directory. In a
+    // private mount namespace, that directory is a tmpfs whose "device" is
+    // a symlink to a dummy file, whatever the build machine's disks are.
+    let dummy = w.join("dummy");
+    fs::File::create(&dummy).unwrap().set_len(1 << 20).unwrap();
+    let mnt = w.join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let script = format!(
+        "set -e; mount --make-rprivate /; mount -t tmpfs tmpfs /dev; ln -s {dummy} /dev/osforge-grub-dir; \
+         mount -t tmpfs /dev/osforge-grub-dir {mnt}; cp {grub}/* {mnt}/; \
+         /usr/lib/grub/i386-pc/grub-bios-setup --directory={mnt} --device-map={mnt}/device.map --skip-fs-probe '(hd0)'",
+        dummy = dummy.display(),
+        mnt = mnt.display(),
+        grub = grub_dir.display()
+    );
+    run_ok(Command::new("unshare").args(["-m", "sh", "-c", &script]));
+    let read = |path: &Path, offset: u64, len: u64| {
+        let mut buf = vec![0u8; len as usize];
+        fs::File::open(path)
+            .unwrap()
+            .read_exact_at(&mut buf, offset)
+            .unwrap();
+        buf
+    };
+    assert_eq!(read(&copy, 0, SECTOR), read(&b.raw, 0, SECTOR), "MBR");
+    let area = (last - first + 1) * SECTOR;
+    assert!(
+        read(&copy, first * SECTOR, area) == read(&b.raw, first * SECTOR, area),
+        "BIOS boot partition (core.img, blocklist, Reed-Solomon parity)"
+    );
+    let boot_code = read(&b.raw, 0, 440);
+    assert_eq!(
+        u64::from_le_bytes(boot_code[0x5c..0x64].try_into().unwrap()),
+        first,
+        "boot.img points at core.img"
+    );
+}
+
+#[test]
+fn the_same_source_date_epoch_gives_the_same_identifiers() {
+    let b = built();
+    let work = support::temp_dir("disk-ids-");
+    let again = work.path().join("again.raw");
+    let out = support::osforge()
+        .args([
+            "disk",
+            "--profile",
+            b.profile.to_str().unwrap(),
+            "--root",
+            b.rootfs.to_str().unwrap(),
+        ])
+        .arg(&again)
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let ids = |raw: &Path| {
+        let mut all =
+            String::from_utf8(run_ok(Command::new("sgdisk").arg("-p").arg(raw)).stdout).unwrap();
+        for n in 1..=5 {
+            all += &String::from_utf8(
+                run_ok(Command::new("sgdisk").arg("-i").arg(n.to_string()).arg(raw)).stdout,
+            )
+            .unwrap();
+        }
+        all.replace(&raw.display().to_string(), "")
+    };
+    assert_eq!(ids(&b.raw), ids(&again));
+    let first = debugfs(
+        &extract(&b.raw, 1, &work.path().join("a")),
+        "cat /etc/fstab",
+    );
+    assert_eq!(
+        first,
+        debugfs(
+            &extract(&again, 1, &work.path().join("b")),
+            "cat /etc/fstab"
+        )
+    );
+    // Without it, every build is a new disk.
+    let random = work.path().join("random.raw");
+    let out = support::osforge()
+        .args([
+            "disk",
+            "--profile",
+            b.profile.to_str().unwrap(),
+            "--root",
+            b.rootfs.to_str().unwrap(),
+        ])
+        .arg(&random)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_ne!(ids(&b.raw), ids(&random));
+}
+
+#[test]
+fn zstd_from_the_profile_or_the_command_line_reaches_the_qcow2_header() {
+    let b = built();
+    let work = support::temp_dir("disk-zstd-");
+    let profile = work.path().join("zstd.yaml");
+    fs::write(
+        &profile,
+        format!(
+            "inherits: [{}]\ndisk:\n  compression: zstd\n",
+            b.profile.display()
+        ),
+    )
+    .unwrap();
+    let image = work.path().join("z.qcow2");
+    let out = osforge(&[
+        "disk",
+        "--profile",
+        profile.to_str().unwrap(),
+        "--root",
+        b.rootfs.to_str().unwrap(),
+        image.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let info =
+        String::from_utf8(run_ok(Command::new("qemu-img").args(["info"]).arg(&image)).stdout)
+            .unwrap();
+    assert!(info.contains("compression type: zstd"), "{info}");
+    run_ok(Command::new("qemu-img").arg("check").arg(&image));
+    let none = work.path().join("n.qcow2");
+    let out = osforge(&[
+        "disk",
+        "--profile",
+        profile.to_str().unwrap(),
+        "--root",
+        b.rootfs.to_str().unwrap(),
+        "--compression",
+        "none",
+        none.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let check =
+        String::from_utf8(run_ok(Command::new("qemu-img").arg("check").arg(&none)).stdout).unwrap();
+    assert!(
+        !check.contains("compressed clusters") || check.contains("0.00% compressed"),
+        "{check}"
+    );
+}
+
+/// Runs `osforge disk` on a profile that must be refused; returns stderr.
+fn refused(work: &Path, name: &str, yaml: &str, extra: &[&str]) -> String {
+    let b = built();
+    let profile = work.join(format!("{name}.yaml"));
+    fs::write(&profile, yaml).unwrap();
+    let out_dir = work.join(name);
+    fs::create_dir(&out_dir).unwrap();
+    let image = out_dir.join("disk.qcow2");
+    let mut args = vec![
+        "disk",
+        "--profile",
+        profile.to_str().unwrap(),
+        "--root",
+        b.rootfs.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    args.push(image.to_str().unwrap());
+    let out = osforge(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{name}: one line: {stderr}");
+    assert!(stderr.starts_with("osforge: error: "), "{stderr}");
+    assert!(!image.exists(), "{name}: no image");
+    assert_eq!(
+        fs::read_dir(&out_dir).unwrap().count(),
+        0,
+        "{name}: nothing written: {:?}",
+        leftover_temporaries(&out_dir)
+    );
+    stderr
+}
+
+const BASE_PARTS: &str = "    - {name: root, size: rest, type: linux, filesystem: ext4, mount: /}\n    - {name: bios, size: 4M, type: bios_grub, filesystem: none}\n";
+
+#[test]
+fn bad_layouts_fail_with_one_line_before_anything_is_written() {
+    let work = support::temp_dir("disk-bad-");
+    let w = work.path();
+    let disk = |size: &str, more: &str| {
+        format!(
+            "inherits: [qcow2-host]\ndisk: !replace\n  size: {size}\n  partitions:\n{BASE_PARTS}{more}"
+        )
+    };
+    let e = refused(
+        w,
+        "oversized",
+        &disk(
+            "1G",
+            "    - {name: big, size: 2G, type: linux, filesystem: ext4, mount: /srv}\n",
+        ),
+        &[],
+    );
+    assert!(e.contains("disk.size") && e.contains("need"), "{e}");
+    let e = refused(
+        w,
+        "overlapping-mounts",
+        &disk(
+            "4G",
+            "    - {name: a, size: 64M, type: linux, filesystem: ext4, mount: /srv}\n    - {name: b, size: 64M, type: linux, filesystem: ext4, mount: /srv}\n",
+        ),
+        &[],
+    );
+    assert!(e.contains("a second partition mounted at /srv"), "{e}");
+    let no_root = "inherits: [qcow2-host]\ndisk: !replace\n  size: 2G\n  partitions:\n    - {name: data, size: rest, type: linux, filesystem: ext4, mount: /data}\n";
+    let e = refused(w, "no-root", no_root, &[]);
+    assert!(
+        e.contains("exactly one partition must be mounted at /"),
+        "{e}"
+    );
+    let e = refused(
+        w,
+        "two-esps",
+        &disk(
+            "2G",
+            "    - {name: esp1, size: 64M, type: esp, filesystem: vfat}\n    - {name: esp2, size: 64M, type: esp, filesystem: vfat}\n",
+        ),
+        &[],
+    );
+    assert!(e.contains("a second esp partition"), "{e}");
+    let e = refused(
+        w,
+        "unknown-fs",
+        &disk(
+            "2G",
+            "    - {name: data, size: 64M, type: linux, filesystem: btrfs, mount: /data}\n",
+        ),
+        &[],
+    );
+    assert!(e.contains("btrfs") && e.contains("ext4"), "{e}");
+    // The layout is fine but the files do not fit: the message says how big.
+    let e = refused(
+        w,
+        "too-small",
+        "inherits: [qcow2-host]\n",
+        &["--size", "1300M"],
+    );
+    assert!(
+        e.contains("partition 'root' (/)") && e.contains("make disk.size at least"),
+        "{e}"
+    );
+    let needed: String = e
+        .split("at least ")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    let needed_mib: u64 = needed.parse().unwrap();
+    assert!(needed_mib > 1300 && needed_mib < 1450, "{e}");
+    let fits = w.join("fits.qcow2");
+    let out = osforge(&[
+        "disk",
+        "--profile",
+        "qcow2-host",
+        "--root",
+        built().rootfs.to_str().unwrap(),
+        "--size",
+        &format!("{needed_mib}M"),
+        fits.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "the suggested size is enough: {}",
+        text(&out)
+    );
+}
+
+#[test]
+fn an_interrupted_build_leaves_no_image_and_no_scratch_files() {
+    let b = built();
+    let work = support::temp_dir("disk-interrupt-");
+    // A tree with 300 MB that does not compress: seconds of work at one thread.
+    let rootfs = support::temp_dir("disk-interrupt-root-");
+    make_rootfs(rootfs.path());
+    fs::write(
+        rootfs.path().join("var/lib/data/large"),
+        noise(300 << 20, 6),
+    )
+    .unwrap();
+    let image = work.path().join("disk.qcow2");
+    let mut child = support::osforge()
+        .args([
+            "disk",
+            "--profile",
+            b.profile.to_str().unwrap(),
+            "--root",
+            rootfs.path().to_str().unwrap(),
+            "--compression",
+            "zlib",
+            "--level",
+            "9",
+            "--jobs",
+            "1",
+        ])
+        .arg(&image)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Long enough for the split trees and mke2fs to exist, not for the end.
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: kill with a valid pid and signal.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "osforge finished before the signal; the test needs a slower build"
+    );
+    assert!(!image.exists());
+    let left: Vec<_> = fs::read_dir(work.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
