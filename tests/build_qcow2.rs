@@ -8,9 +8,9 @@
 //! package lists differ, so each gets its own; a few minutes each); the
 //! cache under `CARGO_TARGET_TMPDIR/osforge-cache` makes later runs reuse them.
 
-mod support;
 #[path = "support/qemu.rs"]
 mod qemu;
+mod support;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -34,36 +34,70 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(900);
 const BOOTS_AT_ONCE: usize = 2;
 const MEMORY_MIB: u32 = 1024;
 
-/// A profile, the host name it is built for, and kernel parameters its
-/// /proc/cmdline must show.
+/// A profile, the host name it is built for, kernel parameters its
+/// /proc/cmdline must show, and the firmware it is booted with.
 struct Host {
     profile: &'static str,
+    /// A profile written for the test (else one of ./profiles).
+    yaml: Option<&'static str>,
     hostname: &'static str,
     params: &'static [&'static str],
+    firmware: &'static [Firmware],
 }
 
-const HOSTS: [Host; 2] = [
+const DATA_PLANE_PARAMS: &[&str] = &[
+    "console=ttyS0,115200n8",
+    "intel_iommu=on",
+    "iommu=pt",
+    "hugepagesz=1G",
+    "hugepages=16",
+    "default_hugepagesz=1G",
+    "isolcpus=2-7",
+    "rcu_nocbs=2-7",
+    "transparent_hugepage=never",
+];
+
+const HOSTS: [Host; 3] = [
     Host {
         profile: "control-plane",
+        yaml: None,
         hostname: "cp-1",
         params: &["console=ttyS0,115200n8"],
+        firmware: &[Firmware::SeaBios, Firmware::Ovmf],
     },
     Host {
         profile: "data-plane",
+        yaml: None,
         hostname: "dp-1",
-        params: &[
-            "console=ttyS0,115200n8",
-            "intel_iommu=on",
-            "iommu=pt",
-            "hugepagesz=1G",
-            "hugepages=16",
-            "default_hugepagesz=1G",
-            "isolcpus=2-7",
-            "rcu_nocbs=2-7",
-            "transparent_hugepage=never",
-        ],
+        params: DATA_PLANE_PARAMS,
+        firmware: &[Firmware::SeaBios, Firmware::Ovmf],
+    },
+    // control-plane with Secure Boot: the same packages, so the same cached
+    // rootfs; only the ESP differs (Debian's signed shim and GRUB).
+    Host {
+        profile: "control-plane-sb",
+        yaml: Some(
+            "description: control-plane, UEFI through the signed shim\ninherits: [control-plane]\ndisk:\n  secure_boot: true\n",
+        ),
+        hostname: "cp-sb-1",
+        params: &["console=ttyS0,115200n8"],
+        firmware: &[Firmware::OvmfSecureBoot],
     },
 ];
+
+/// `--profile`'s value: a name, or the test's own profile file.
+fn profile_arg(host: &Host) -> String {
+    match host.yaml {
+        None => host.profile.to_string(),
+        Some(yaml) => {
+            let path = work_dir().join(format!("{}.yaml", host.profile));
+            if !path.exists() {
+                fs::write(&path, yaml).unwrap();
+            }
+            path.display().to_string()
+        }
+    }
+}
 
 fn cache_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("osforge-cache")
@@ -113,6 +147,8 @@ fn runcmd() -> String {
         "key=$(grep -c osforge-boot-test /home/debian/.ssh/authorized_keys)".into(),
         "rootbytes=$(df -B1 --output=size / | tail -n 1 | tr -d ' ')".into(),
         "cmdline=$(tr ' ' '|' < /proc/cmdline)".into(),
+        // The SecureBoot variable's value byte: 1 when Secure Boot is on.
+        "sb=$(od -An -tu1 /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c 2>/dev/null | awk '{print $NF}')".into(),
         format!("{MARKER_END} > /dev/ttyS0"),
     ]
     .join(" ");
@@ -157,7 +193,9 @@ fn build(host: &Host, out: &Path, types: &str) -> (serde_json::Value, f64) {
     (report, started.elapsed().as_secs_f64())
 }
 
-/// Both profiles, built side by side from the one cache directory.
+/// The profiles built from the one cache directory: control-plane and
+/// data-plane side by side (different packages, so different cache
+/// entries), then the Secure Boot variant, which reuses control-plane's.
 fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
@@ -165,8 +203,8 @@ fn built() -> &'static Built {
         let work = work_dir();
         let _ = fs::remove_dir_all(&work);
         fs::create_dir_all(&work).unwrap();
-        let results: Vec<_> = std::thread::scope(|s| {
-            let handles: Vec<_> = HOSTS
+        let mut results: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = HOSTS[..2]
                 .iter()
                 .map(|h| s.spawn(move || build(h, &work_dir().join(h.profile), "qcow2")))
                 .collect();
@@ -175,6 +213,13 @@ fn built() -> &'static Built {
                 .map(|h| h.join().expect("build thread"))
                 .collect()
         });
+        // After control-plane: two builds of one cache entry at once would
+        // both make it.
+        results.push(build(
+            &HOSTS[2],
+            &work_dir().join(HOSTS[2].profile),
+            "qcow2",
+        ));
         let mut b = Built {
             images: BTreeMap::new(),
             reports: BTreeMap::new(),
@@ -318,7 +363,7 @@ fn a_second_build_reuses_the_cache_never_changes_it_and_writes_qcow2_and_raw_of_
 /// A `cidata` ISO with the host's rendered NoCloud seed, made by osforge.
 fn seed_iso(host: &Host, dir: &Path) -> PathBuf {
     let mut cmd = support::osforge();
-    cmd.args(["--json", "render", "--profile", host.profile]);
+    cmd.args(["--json", "render", "--profile", &profile_arg(host)]);
     for var in host_vars(host) {
         cmd.arg("--var").arg(var);
     }
@@ -363,19 +408,18 @@ fn overlay(image: &Path, at: &Path) -> PathBuf {
 }
 
 fn field(log: &str, key: &str) -> String {
-    qemu::marker_field(log, MARKER, key)
-        .unwrap_or_else(|| panic!("no {key}= in the marker line"))
+    qemu::marker_field(log, MARKER, key).unwrap_or_else(|| panic!("no {key}= in the marker line"))
 }
 
 #[test]
-fn both_hosts_boot_under_seabios_and_ovmf_with_their_seed_and_grow_root() {
+fn the_hosts_boot_under_seabios_ovmf_and_secure_boot_with_their_seed_and_grow_root() {
     let b = built();
     let work = support::temp_dir("build-qcow2-boot-");
     let mut boots = Vec::new();
     let mut expect = Vec::new();
     for host in &HOSTS {
         let seed = seed_iso(host, work.path());
-        for firmware in [Firmware::SeaBios, Firmware::Ovmf] {
+        for &firmware in host.firmware {
             let disk = overlay(
                 &b.images[host.profile],
                 &work
@@ -444,12 +488,18 @@ fn both_hosts_boot_under_seabios_and_ovmf_with_their_seed_and_grow_root() {
         );
         assert_eq!(
             field(&log, "efi"),
-            if *firmware == Firmware::Ovmf {
-                "yes"
-            } else {
+            if *firmware == Firmware::SeaBios {
                 "no"
+            } else {
+                "yes"
             },
             "{what}: booted by that firmware"
+        );
+        assert_eq!(
+            field(&log, "sb") == "1",
+            *firmware == Firmware::OvmfSecureBoot,
+            "{what}: Secure Boot state {:?}",
+            field(&log, "sb")
         );
         assert_eq!(
             field(&log, "key"),

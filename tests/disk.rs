@@ -805,3 +805,95 @@ fn an_interrupted_build_leaves_no_image_and_no_scratch_files() {
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// Debian's signed loaders on this machine (shim-signed, shim-helpers-amd64-signed,
+/// grub-efi-amd64-signed), put where the image would have them.
+const SIGNED: [(&str, &str); 3] = [
+    ("/usr/lib/shim/shimx64.efi.signed", "EFI/BOOT/BOOTX64.EFI"),
+    ("/usr/lib/shim/mmx64.efi.signed", "EFI/BOOT/mmx64.efi"),
+    (
+        "/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed",
+        "EFI/BOOT/grubx64.efi",
+    ),
+];
+
+#[test]
+fn secure_boot_puts_the_signed_shim_and_grub_on_the_esp_or_names_the_missing_package() {
+    let b = built();
+    let work = support::temp_dir("disk-sb-");
+    let w = work.path();
+    let yaml = format!(
+        "inherits: [{}]\ndisk:\n  secure_boot: true\n",
+        b.profile.display()
+    );
+    let e = refused(w, "sb-without-shim", &yaml, &[]);
+    assert!(
+        e.contains("/usr/lib/shim/shimx64.efi.signed") && e.contains("shim-signed"),
+        "{e}"
+    );
+
+    let rootfs = w.join("rootfs");
+    make_rootfs(&rootfs);
+    for (host, _) in SIGNED {
+        let to = rootfs.join(host.trim_start_matches('/'));
+        fs::create_dir_all(to.parent().unwrap()).unwrap();
+        fs::copy(host, &to).unwrap_or_else(|e| {
+            panic!("{host}: {e} (install shim-signed and grub-efi-amd64-signed)")
+        });
+    }
+    let profile = w.join("sb.yaml");
+    fs::write(&profile, &yaml).unwrap();
+    let raw = w.join("sb.raw");
+    let out = osforge(&[
+        "disk",
+        "--profile",
+        profile.to_str().unwrap(),
+        "--root",
+        rootfs.to_str().unwrap(),
+        raw.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let esp = extract(&raw, 3, &w.join("esp.fat"));
+    run_ok(Command::new("fsck.fat").arg("-n").arg(&esp));
+    let read = |path: &str| {
+        run_ok(
+            Command::new("mtype")
+                .arg("-i")
+                .arg(&esp)
+                .arg(format!("::/{path}")),
+        )
+        .stdout
+    };
+    for (host, on_esp) in SIGNED {
+        assert!(
+            read(on_esp) == fs::read(host).unwrap(),
+            "{on_esp} is {host}"
+        );
+    }
+    let boot_uuid = blkid(&extract(&raw, 4, &w.join("boot.ext4")), "UUID");
+    let stub = String::from_utf8(read("EFI/debian/grub.cfg")).unwrap();
+    assert!(
+        stub.contains(&format!(
+            "search --no-floppy --fs-uuid --set=root {boot_uuid}"
+        )),
+        "{stub}"
+    );
+    assert!(stub.contains("configfile ($root)/grub/grub.cfg"), "{stub}");
+    let listing = text(
+        &Command::new("mdir")
+            .args(["-b", "-i"])
+            .arg(&esp)
+            .arg("::/EFI/BOOT")
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        !listing.to_lowercase().contains("fbx64"),
+        "no fallback loader: {listing}"
+    );
+    // BIOS boot is unchanged by it.
+    assert_eq!(
+        &fs::read(&raw).unwrap()[..2],
+        &fs::read("/usr/lib/grub/i386-pc/boot.img").unwrap()[..2]
+    );
+}

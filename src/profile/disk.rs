@@ -167,6 +167,10 @@ pub struct Disk {
     pub size: ByteSize,
     pub partitions: Vec<Partition>,
     pub compression: DiskCompression,
+    /// UEFI boots through the distribution's signed shim and GRUB
+    /// (`disk.secure_boot`), so the image boots with Secure Boot on; the
+    /// image needs shim-signed and grub-efi-amd64-signed.
+    pub secure_boot: bool,
 }
 
 /// Where one partition lands on the disk.
@@ -440,6 +444,7 @@ mod tests {
         Disk {
             size: ByteSize(8 << 30),
             compression: DiskCompression::Zlib,
+            secure_boot: false,
             partitions: vec![
                 part("root", "rest", T::Linux, F::Ext4, Some("/")),
                 part("bios", "4M", T::BiosGrub, F::None, None),

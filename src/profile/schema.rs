@@ -37,7 +37,8 @@
 //!              meta_data_json: meta_data.json.tera, network_data: network_data.json.tera}
 //! iso: {volume_id: null, squashfs: {compression: zstd, level: 15, block_size: 1M}}
 //! disk: {size: 8G, partitions: [{name, size: 4M | rest, type, filesystem, mount, fstab_options}],
-//!        compression: zlib}             # qcow2 clusters: none, zlib (default) or zstd
+//!        compression: zlib,             # qcow2 clusters: none, zlib (default) or zstd
+//!        secure_boot: false}            # UEFI through the signed shim and GRUB
 //! ```
 //!
 //! A template name with a `/` is a path relative to the profile that names it;
@@ -646,6 +647,7 @@ pub(crate) struct DiskDoc {
     pub size: Option<ByteSize>,
     pub partitions: Vec<Partition>,
     pub compression: Option<DiskCompression>,
+    pub secure_boot: Option<bool>,
 }
 
 /// One profile file, or several merged: every key optional.

@@ -144,6 +144,13 @@ pub fn write(
     let bios_part = plan.of_kind(PartitionType::BiosGrub);
     let esp = plan.of_kind(PartitionType::Esp);
     let (want_bios, want_uefi) = (bios_part.is_some(), esp.is_some());
+    let secure_boot = img.disk.secure_boot;
+    if secure_boot && !want_uefi {
+        return Err(input(format!(
+            "profile {}: disk.secure_boot is set but the disk has no esp partition to boot from",
+            img.profile
+        )));
+    }
     if !want_bios && !want_uefi {
         return Err(input(format!(
             "profile {}: the disk has neither a bios_grub nor an esp partition, so nothing could boot it",
@@ -169,9 +176,16 @@ pub fn write(
         boot_fs_uuid: boot_fs.0.fs_uuid,
         grub_dir: &grub_dir,
         bios: want_bios,
-        uefi: want_uefi,
+        // With Secure Boot the signed GRUB replaces the one built here.
+        uefi: want_uefi && !secure_boot,
         mkimage: None,
     })?;
+    let stub = grub_disk::early_config(boot_fs.0.fs_uuid, &grub_dir);
+    let esp_files = boot::uefi_files(img.rootfs, images.efi_loader.as_deref(), secure_boot, &stub)?;
+    let mut esp_files_bytes = 0;
+    for (_, f) in &esp_files {
+        esp_files_bytes += f.len_bytes()?.next_multiple_of(ext4::BLOCK_BYTES);
+    }
     let embedded = match (bios_part, &images.boot_img, &images.core_img) {
         (Some(p), Some(boot_img), Some(core_img)) => Some(
             bios::embed(boot_img, core_img, p.first_lba(), p.sectors())
@@ -196,12 +210,7 @@ pub fn write(
         data_bytes: 2 * ext4::BLOCK_BYTES,
         inodes: 2,
     });
-    check_sizes(
-        img,
-        &plan,
-        &usage,
-        images.efi_loader.as_ref().map_or(0, |l| l.len() as u64),
-    )?;
+    check_sizes(img, &plan, &usage, esp_files_bytes)?;
     steps.done("measure");
 
     // Nothing was written so far; from here on, scratch files and the output.
@@ -241,13 +250,7 @@ pub fn write(
     boot::install_grub_files(&trees, &plan, &lib_dir, &images)?;
     steps.done("split");
 
-    let parts = make_filesystems(
-        img,
-        &plan,
-        &trees,
-        scratch.path(),
-        images.efi_loader.as_deref(),
-    )?;
+    let parts = make_filesystems(img, &plan, &trees, scratch.path(), &esp_files)?;
     steps.done("mkfs");
 
     let mbr = ProtectiveMbr {
@@ -335,7 +338,7 @@ fn check_sizes(
     img: &DiskImage,
     plan: &DiskPlan,
     usage: &BTreeMap<u32, Usage>,
-    esp_extra_bytes: u64,
+    esp_files_bytes: u64,
 ) -> anyhow::Result<()> {
     for p in &plan.partitions {
         let need = usage.get(&p.number).copied().unwrap_or_default();
@@ -366,7 +369,7 @@ fn check_sizes(
                 )));
             }
             Filesystem::Vfat => {
-                let content = need.data_bytes + esp_extra_bytes.next_multiple_of(ext4::BLOCK_BYTES);
+                let content = need.data_bytes + esp_files_bytes;
                 let min = (content + content * ESP_OVERHEAD_PERCENT / 100 + SUGGEST_STEP_BYTES)
                     .next_multiple_of(SUGGEST_STEP_BYTES);
                 if min > p.size_bytes {
@@ -393,13 +396,13 @@ fn make_filesystems(
     plan: &DiskPlan,
     trees: &tree::SplitTree,
     scratch: &Path,
-    loader: Option<&[u8]>,
+    esp_files: &[(String, boot::EspFile)],
 ) -> anyhow::Result<Vec<Extent>> {
     let results: Vec<anyhow::Result<Option<Extent>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = plan
             .partitions
             .iter()
-            .map(|p| scope.spawn(move || make_filesystem(img, p, trees, scratch, loader)))
+            .map(|p| scope.spawn(move || make_filesystem(img, p, trees, scratch, esp_files)))
             .collect();
         handles
             .into_iter()
@@ -421,7 +424,7 @@ fn make_filesystem(
     p: &PlannedPartition,
     trees: &tree::SplitTree,
     scratch: &Path,
-    loader: Option<&[u8]>,
+    esp_files: &[(String, boot::EspFile)],
 ) -> anyhow::Result<Option<Extent>> {
     let what = || {
         format!(
@@ -462,14 +465,14 @@ fn make_filesystem(
             let path = scratch.join(format!("p{}.fat", p.number));
             let file = std::fs::File::create_new(&path)?;
             file.set_len(p.size_bytes)?;
-            let esp_loader = if p.kind == PartitionType::Esp {
-                loader
+            let files = if p.kind == PartitionType::Esp {
+                esp_files
             } else {
-                None
+                &[]
             };
             let fat = boot::esp_image(
                 trees.root(p.number),
-                esp_loader,
+                files,
                 &p.label(),
                 p.fat_serial(),
                 img.fake_time.map(|t| t as i64),

@@ -300,6 +300,7 @@ mod tests {
         Disk {
             size: ByteSize(8 << 30),
             compression: DiskCompression::Zlib,
+            secure_boot: false,
             partitions: vec![
                 part("root", "rest", T::Linux, F::Ext4, Some("/")),
                 part("bios", "4M", T::BiosGrub, F::None, None),
