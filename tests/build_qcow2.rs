@@ -176,7 +176,7 @@ fn build(host: &Host, out: &Path, types: &str) -> (serde_json::Value, f64) {
         "--json",
         "build",
         "--profile",
-        host.profile,
+        &profile_arg(host),
         "--type",
         types,
     ])

@@ -116,7 +116,7 @@ pub fn embed(
         });
     }
     let core_bytes = core_img.len();
-    if core_bytes < 2 * SECTOR_BYTES || core_bytes > 0xFFFF * SECTOR_BYTES {
+    if !(2 * SECTOR_BYTES..=0xFFFF * SECTOR_BYTES).contains(&core_bytes) {
         return Err(Error::BadCoreImage {
             len_bytes: core_bytes,
         });

@@ -228,12 +228,15 @@ pub fn install_grub_files(
     Ok(bytes)
 }
 
+/// A file for the image: its path there and its contents.
+type ImageFile = (String, Vec<u8>);
+
 /// Every file [`install_grub_files`] writes but grubenv, with its contents.
 fn grub_files(
     lib_dir: &Path,
     images: &grub_disk::DiskGrub,
-) -> anyhow::Result<Vec<anyhow::Result<(String, Vec<u8>)>>> {
-    let mut out: Vec<anyhow::Result<(String, Vec<u8>)>> = Vec::new();
+) -> anyhow::Result<Vec<anyhow::Result<ImageFile>>> {
+    let mut out: Vec<anyhow::Result<ImageFile>> = Vec::new();
     let mut platforms = Vec::new();
     if let (Some(boot), Some(core)) = (&images.boot_img, &images.core_img) {
         platforms.push(grub::BIOS_PLATFORM);

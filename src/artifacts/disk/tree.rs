@@ -75,13 +75,17 @@ fn mount_points(plan: &DiskPlan) -> HashMap<Vec<u8>, u32> {
         .collect()
 }
 
+/// Called after a directory's children: (host path, owner, path inside the
+/// owner, metadata, child names).
+type LeaveDir<'a> = dyn FnMut(&Path, u32, &Path, &fs::Metadata, &[Vec<u8>]) -> anyhow::Result<()> + 'a;
+
 /// Walks `rootfs` depth-first, parents before children, calling `visit`;
 /// then calls `leave` for each directory after its children.
 fn walk(
     rootfs: &Path,
     plan: &DiskPlan,
     visit: &mut dyn FnMut(&Walked) -> anyhow::Result<()>,
-    leave: &mut dyn FnMut(&Path, u32, &Path, &fs::Metadata, &[Vec<u8>]) -> anyhow::Result<()>,
+    leave: &mut LeaveDir<'_>,
 ) -> anyhow::Result<()> {
     let mounts = mount_points(plan);
     let root_number = plan.root().number;
