@@ -41,7 +41,7 @@ run() { # name, extra args...
         start=$(date +%s.%N)
         "$osforge" --json disk --profile "$profile" --root "$rootfs" "$@" "$work/$name" > "$work/$name.json"
         end=$(date +%s.%N)
-        times+=("$(echo "$end - $start" | bc)")
+        times+=("$(echo "scale=2; $end - $start" | bc)")
     done
     out=$(printf '%s\n' "${times[@]}" | median)
     printf '%-20s %8.1f s  %10s bytes  steps: %s\n' "$name" "$out" "$(stat -c %s "$work/$name")" \
@@ -56,5 +56,5 @@ for c in zlib zstd; do
     start=$(date +%s.%N)
     qemu-img convert -f raw -O qcow2 -c -o compression_type=$c "$work/disk.raw" "$work/qemu-$c.qcow2"
     end=$(date +%s.%N)
-    printf '%-20s %8.1f s  %10s bytes  (conversion of disk.raw only)\n' "qemu-img $c" "$(echo "$end - $start" | bc)" "$(stat -c %s "$work/qemu-$c.qcow2")"
+    printf '%-20s %8.1f s  %10s bytes  (conversion of disk.raw only)\n' "qemu-img $c" "$(echo "scale=2; $end - $start" | bc)" "$(stat -c %s "$work/qemu-$c.qcow2")"
 done
