@@ -77,7 +77,8 @@ fn mount_points(plan: &DiskPlan) -> HashMap<Vec<u8>, u32> {
 
 /// Called after a directory's children: (host path, owner, path inside the
 /// owner, metadata, child names).
-type LeaveDir<'a> = dyn FnMut(&Path, u32, &Path, &fs::Metadata, &[Vec<u8>]) -> anyhow::Result<()> + 'a;
+type LeaveDir<'a> =
+    dyn FnMut(&Path, u32, &Path, &fs::Metadata, &[Vec<u8>]) -> anyhow::Result<()> + 'a;
 
 /// Walks `rootfs` depth-first, parents before children, calling `visit`;
 /// then calls `leave` for each directory after its children.
