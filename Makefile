@@ -3,6 +3,9 @@
 #   make cut_image                                  # the default ISO (profile ephemeral)
 #   make cut_image IMAGE_TYPE=iso PROFILE=base VARS="hostname=node-1" OUTPUT_DIR=out
 #   make cut_image IMAGE_TYPE=iso PROXY=http://proxy:3128 NO_PROXY=localhost
+#   make cut_image IMAGE_TYPE=qcow                  # control-plane.qcow2 and data-plane.qcow2
+#   make cut_image IMAGE_TYPE=qcow QCOW_BUNDLE="data-plane" VARS="hugepages=64"
+#   make cut_image IMAGE_TYPE=qcow QCOW_BUNDLE=site/profiles   # every *.yaml in a folder
 #   make test                                       # all tests (as root: they mount and boot images)
 #
 # Variables follow Airship image-builder's Makefile where they overlap.
@@ -14,6 +17,10 @@ OUTPUT_DIR ?= ./out
 PROXY ?=
 NO_PROXY ?= localhost,127.0.0.1
 MIRROR ?=
+# IMAGE_TYPE=qcow builds one qcow2 per profile of the bundle, as Airship's qcow
+# bundle made one per sub-folder: a list of profile names or a folder of YAMLs.
+# The profiles share one stage cache, so what they have in common is built once.
+QCOW_BUNDLE ?= control-plane data-plane
 # Template variables, space separated: VARS="hostname=node-1 hugepages=64"
 VARS ?=
 CMDLINE_APPEND ?=
@@ -33,6 +40,14 @@ build:
 cut_image: build
 ifeq ($(IMAGE_TYPE),iso)
 	$(OSFORGE) build --profile $(PROFILE) --type iso $(build_args)
+else ifeq ($(IMAGE_TYPE),qcow)
+	@set -e; \
+	if [ -d "$(QCOW_BUNDLE)" ]; then profiles="$$(ls "$(QCOW_BUNDLE)"/*.yaml)"; else profiles="$(QCOW_BUNDLE)"; fi; \
+	test -n "$$profiles" || { echo "QCOW_BUNDLE=$(QCOW_BUNDLE): no profiles" >&2; exit 2; }; \
+	for profile in $$profiles; do \
+		echo "cut_image: $$profile -> $(OUTPUT_DIR)"; \
+		$(OSFORGE) build --profile "$$profile" --type qcow2 $(build_args); \
+	done
 else
 	$(error IMAGE_TYPE must be iso or qcow, not '$(IMAGE_TYPE)')
 endif

@@ -1,3 +1,4 @@
 //! Artifact writers: what the pipeline makes from a configured rootfs.
 
+pub mod disk;
 pub mod live_iso;

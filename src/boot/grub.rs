@@ -420,17 +420,18 @@ impl Drop for Unregister<'_> {
     }
 }
 
-struct Mkimage<'a> {
-    tool: &'a Path,
-    lib_dir: &'a Path,
-    config: &'a Path,
-    work: &'a Path,
-    extra: &'a [String],
+/// One `grub-mkimage` setup: tool, platform files, embedded config, scratch dir.
+pub(crate) struct Mkimage<'a> {
+    pub(crate) tool: &'a Path,
+    pub(crate) lib_dir: &'a Path,
+    pub(crate) config: &'a Path,
+    pub(crate) work: &'a Path,
+    pub(crate) extra: &'a [String],
 }
 
 impl Mkimage<'_> {
     /// Runs `grub-mkimage -O format` with `modules` and returns the image.
-    fn run(
+    pub(crate) fn run(
         &self,
         platform: &'static str,
         format: &str,
@@ -482,7 +483,7 @@ impl Mkimage<'_> {
 }
 
 /// `grub-mkimage` (Debian) or `grub2-mkimage` (Fedora) on PATH.
-fn find_mkimage() -> Option<PathBuf> {
+pub(crate) fn find_mkimage() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     for name in ["grub-mkimage", "grub2-mkimage"] {
         for dir in std::env::split_paths(&path) {

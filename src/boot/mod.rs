@@ -3,4 +3,8 @@
 //! images are linked by `grub-mkimage` from its modules), and they tie
 //! formats together (a GRUB EFI loader inside a FAT ESP inside an ISO).
 
+pub mod bios;
+pub mod disk;
 pub mod grub;
+pub mod grub_cfg;
+pub mod reed_solomon;

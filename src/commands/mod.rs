@@ -2,6 +2,7 @@
 //! arguments into a library call, with `anyhow` context for the user.
 
 pub mod build;
+pub mod disk;
 pub mod fat;
 pub mod iso;
 pub mod profiles;
@@ -15,6 +16,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Build(args) => build::run(args, &cli.global),
         Command::Qcow2(args) => qcow2::run(args, &cli.global),
+        Command::Disk(args) => disk::run(args, &cli.global),
         Command::Squashfs(args) => squashfs::run(args, &cli.global),
         Command::Iso(args) => iso::run(args, &cli.global),
         Command::Fat(args) => fat::run(args, &cli.global),

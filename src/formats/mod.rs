@@ -1,10 +1,13 @@
 //! On-disk formats osforge writes itself. Each module is a library that knows
 //! nothing of profiles or the pipeline and writes to a file or `Write + Seek`.
 
+pub mod ext4;
 pub mod fat;
+pub mod gpt;
 pub mod iso;
 pub mod qcow2;
 pub mod squashfs;
+pub mod swap;
 
 /// Receives progress from long-running writers (bytes of input consumed).
 pub trait Progress: Send + Sync {

@@ -20,6 +20,7 @@ use std::time::Instant;
 use anyhow::Context;
 use serde::Serialize;
 
+use crate::artifacts::disk;
 use crate::artifacts::live_iso::{self, LiveIso, Seed};
 use crate::formats::Progress;
 use crate::formats::squashfs::{self, SquashfsWriter, source::DirectorySource};
@@ -142,18 +143,10 @@ pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport>
     let started = Instant::now();
     let mut stages = Vec::new();
     let host = render_host(req)?;
+    check_disk_inputs(req)?;
     let bootstrap = bootstrap_rootfs(req, log, &mut stages)?;
     let configured = configure_os(req, &bootstrap, log, &mut stages)?;
-    let mut artifacts = Vec::new();
-    for kind in &req.types {
-        let artifact = match kind {
-            ArtifactType::Iso => make_live_iso(req, &host, &configured, log, &mut stages)?,
-            ArtifactType::Qcow2 | ArtifactType::Raw => {
-                anyhow::bail!("--type {kind} is not implemented by this build yet; use --type iso")
-            }
-        };
-        artifacts.push(artifact);
-    }
+    let artifacts = make_artifacts(req, &host, &configured, log, &mut stages)?;
     write_checksums(&artifacts)?;
     Ok(BuildReport {
         profile: req.profile.name.clone(),
@@ -278,6 +271,196 @@ fn configure_os(
             crate::osconfig::apply(&root, &settings).context("configuring the image (osconfig)")?;
         Ok(format!("osconfig: {}", report.actions.join("; ")))
     })
+}
+
+/// Disk images need the profile's `disk:` section and the grub.cfg
+/// template; both are checked before the first stage runs.
+fn check_disk_inputs(req: &BuildRequest) -> anyhow::Result<()> {
+    if !req
+        .types
+        .iter()
+        .any(|t| matches!(t, ArtifactType::Qcow2 | ArtifactType::Raw))
+    {
+        return Ok(());
+    }
+    if req.profile.disk.is_none() {
+        crate::bail_input!(
+            "profile {} has no disk: section, so it cannot be built as qcow2 or raw (inherit qcow2-host, or add one)",
+            req.profile.name
+        );
+    }
+    let template = disk::boot::find_grub_template(&req.search.template_dirs)
+        .map_err(|e| anyhow::Error::new(crate::error::InputError(format!("{e:#}"))))?;
+    disk::boot::check_grub_template(&template)
+        .map_err(|e| anyhow::Error::new(crate::error::InputError(format!("{e:#}"))))
+}
+
+/// The artifacts are independent once the configured rootfs exists, so
+/// they are made side by side (progress bars are hidden then: they would
+/// draw over each other). qcow2 and raw are one job: both are written from
+/// the same filesystems.
+fn make_artifacts(
+    req: &BuildRequest,
+    host: &HostRender,
+    configured: &StageOutput,
+    log: &Log,
+    stages: &mut Vec<StageReport>,
+) -> anyhow::Result<Vec<Artifact>> {
+    let disk_types: Vec<ArtifactType> = req
+        .types
+        .iter()
+        .copied()
+        .filter(|t| matches!(t, ArtifactType::Qcow2 | ArtifactType::Raw))
+        .collect();
+    let iso = req.types.contains(&ArtifactType::Iso);
+    let jobs = usize::from(iso) + usize::from(!disk_types.is_empty());
+    let shared_log = Log {
+        quiet: log.quiet,
+        progress: log.progress && jobs == 1,
+    };
+    let log = &shared_log;
+    let (iso_result, disk_result) = std::thread::scope(|scope| {
+        let iso_job = iso.then(|| {
+            scope.spawn(move || {
+                let mut own = Vec::new();
+                (
+                    make_live_iso(req, host, configured, log, &mut own).map(|a| vec![a]),
+                    own,
+                )
+            })
+        });
+        let disk_job = (!disk_types.is_empty()).then(|| {
+            let types = &disk_types;
+            scope.spawn(move || {
+                let mut own = Vec::new();
+                (make_disk(req, host, configured, types, log, &mut own), own)
+            })
+        });
+        let join = |h: std::thread::ScopedJoinHandle<'_, _>| {
+            h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+        };
+        (iso_job.map(join), disk_job.map(join))
+    });
+    let mut by_type = Vec::new();
+    for (result, own) in [iso_result, disk_result].into_iter().flatten() {
+        stages.extend(own);
+        by_type.extend(result?);
+    }
+    // In the order the types were asked for.
+    by_type.sort_by_key(|a: &Artifact| req.types.iter().position(|t| *t == a.kind));
+    Ok(by_type)
+}
+
+/// The disk images (qcow2 and/or raw) of this host: the configured rootfs
+/// split onto the profile's partitions, GRUB for BIOS and UEFI. Not cached:
+/// they are per host (kernel command line) and the caches behind them are
+/// what is slow.
+fn make_disk(
+    req: &BuildRequest,
+    host: &HostRender,
+    configured: &StageOutput,
+    types: &[ArtifactType],
+    log: &Log,
+    stages: &mut Vec<StageReport>,
+) -> anyhow::Result<Vec<Artifact>> {
+    let started = Instant::now();
+    let layout = req
+        .profile
+        .disk
+        .as_ref()
+        .context("the profile has no disk: section")?;
+    let outputs: Vec<disk::Output> = types
+        .iter()
+        .map(|kind| {
+            let format = match kind {
+                ArtifactType::Raw => disk::ImageFormat::Raw,
+                _ => disk::ImageFormat::Qcow2 {
+                    compression: disk::profile_compression(layout.compression),
+                    level: None,
+                },
+            };
+            disk::Output {
+                format,
+                path: req
+                    .output_dir
+                    .join(format!("{}.{}", req.name, format.extension())),
+            }
+        })
+        .collect();
+    let template = disk::boot::find_grub_template(&req.search.template_dirs)?;
+    // Beside the cache's entries: the split trees are hard links into the
+    // configured rootfs, which needs the same filesystem.
+    let scratch = req.cache.root().join("tmp");
+    std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+    let title = format!("{} ({})", req.profile.description, host.hostname);
+    let cmdline = host.kernel_cmdline.to_string();
+    let image = disk::DiskImage {
+        rootfs: &configured.dir.join("root"),
+        disk: layout,
+        profile: &req.profile.name,
+        hostname: &host.hostname,
+        title: &title,
+        kernel_cmdline: &cmdline,
+        grub_template: &template,
+        ids: match req.source_date_epoch {
+            Some(epoch) => {
+                disk::Ids::Derived(format!("{}:{}:{epoch}", req.profile.name, configured.key))
+            }
+            None => disk::Ids::Random,
+        },
+        fake_time: req.source_date_epoch,
+        scratch_parent: &scratch,
+        grub_lib_dir: None,
+        jobs: req.jobs,
+    };
+    let bar = Arc::new(Bar::bytes(
+        "disk",
+        layout.size.0 * outputs.len() as u64,
+        log.progress,
+    ));
+    let summary = disk::write(
+        &image,
+        &outputs,
+        Arc::clone(&bar) as Arc<dyn crate::formats::Progress>,
+    );
+    bar.finish();
+    let summary = summary?;
+    let seconds = started.elapsed().as_secs_f64();
+    let steps: Vec<String> = summary
+        .steps
+        .iter()
+        .map(|(name, s)| format!("{name} {s:.1} s"))
+        .collect();
+    let files: Vec<String> = summary
+        .outputs
+        .iter()
+        .map(|o| {
+            format!(
+                "{} ({})",
+                o.path.display(),
+                crate::util::size::human_bytes(o.file_size_bytes)
+            )
+        })
+        .collect();
+    let detail = format!(
+        "{}, {} virtual; {}",
+        files.join(", "),
+        crate::util::size::human_bytes(summary.virtual_size_bytes),
+        steps.join(", ")
+    );
+    log.info(&format!("disk: wrote {detail} in {seconds:.1} s"));
+    stages.push(StageReport {
+        stage: "disk",
+        key: None,
+        cached: false,
+        seconds,
+        detail,
+    });
+    types
+        .iter()
+        .zip(&outputs)
+        .map(|(kind, out)| describe_artifact(*kind, out.path.clone()))
+        .collect()
 }
 
 /// The live ISO is its own cloud-init seed. cloud-init reads a seed directory
@@ -439,13 +622,6 @@ fn render_grub_cfg(req: &BuildRequest, host: &HostRender, cmdline: &str) -> anyh
         .map(|d| d.join("grub-live.cfg.tera"))
         .find(|p| p.is_file())
         .with_context(|| "template grub-live.cfg.tera not found in the template path")?;
-    let source = std::fs::read_to_string(&template)
-        .with_context(|| format!("reading {}", template.display()))?;
-    let quoted: Vec<String> = cmdline
-        .split(' ')
-        .filter(|p| !p.is_empty())
-        .map(grub_quote)
-        .collect();
     let mut context = tera::Context::new();
     context.insert("profile", &req.profile.name);
     context.insert("hostname", &host.hostname);
@@ -453,31 +629,8 @@ fn render_grub_cfg(req: &BuildRequest, host: &HostRender, cmdline: &str) -> anyh
         "title",
         &format!("{} ({})", req.profile.description, host.hostname),
     );
-    context.insert("cmdline", &quoted.join(" "));
-    tera::Tera::one_off(&source, &context, false)
-        .map_err(|e| anyhow::anyhow!("{}: {}", template.display(), tera_message(&e)))
-}
-
-fn tera_message(e: &tera::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        message = s.to_string();
-        source = s.source();
-    }
-    message
-}
-
-/// Quotes a word for grub.cfg when it holds anything beyond plain characters.
-fn grub_quote(word: &str) -> String {
-    let plain = word
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "_.,:/=+-@%".contains(c));
-    if plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', "'\\''"))
-    }
+    context.insert("cmdline", &crate::boot::grub_cfg::quote_cmdline(cmdline));
+    crate::boot::grub_cfg::render(&template, &context)
 }
 
 fn describe_artifact(kind: ArtifactType, path: PathBuf) -> anyhow::Result<Artifact> {
@@ -530,19 +683,6 @@ fn write_checksums(artifacts: &[Artifact]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn kernel_parameters_are_quoted_for_grub_only_when_needed() {
-        assert_eq!(
-            grub_quote("console=ttyS0,115200n8"),
-            "console=ttyS0,115200n8"
-        );
-        assert_eq!(
-            grub_quote("ds=nocloud;s=http://x/"),
-            "'ds=nocloud;s=http://x/'"
-        );
-        assert_eq!(grub_quote("a$b'c"), "'a$b'\\''c'");
-    }
 
     #[test]
     fn image_types_parse_with_airship_s_qcow_alias() {

@@ -148,11 +148,29 @@ pub struct Partition {
     pub fstab_options: Option<FstabOptions>,
 }
 
+/// How qcow2 images of the disk store their clusters (`disk.compression`).
+/// Airship compressed its qcow2 images by default (`qcow_compress: true`);
+/// so does osforge, with zlib, which every qemu reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskCompression {
+    None,
+    #[default]
+    Zlib,
+    /// Smaller and faster to write; qemu 5.1 and later read it.
+    Zstd,
+}
+
 /// A qcow2 host's disk.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Disk {
     pub size: ByteSize,
     pub partitions: Vec<Partition>,
+    pub compression: DiskCompression,
+    /// UEFI boots through the distribution's signed shim and GRUB
+    /// (`disk.secure_boot`), so the image boots with Secure Boot on; the
+    /// image needs shim-signed and grub-efi-amd64-signed.
+    pub secure_boot: bool,
 }
 
 /// Where one partition lands on the disk.
@@ -425,6 +443,8 @@ mod tests {
         use {Filesystem as F, PartitionType as T};
         Disk {
             size: ByteSize(8 << 30),
+            compression: DiskCompression::Zlib,
+            secure_boot: false,
             partitions: vec![
                 part("root", "rest", T::Linux, F::Ext4, Some("/")),
                 part("bios", "4M", T::BiosGrub, F::None, None),

@@ -411,6 +411,8 @@ fn freeze_disk(doc: DiskDoc, fz: &Freezer<'_>) -> Result<Disk, ProfileError> {
     let disk = Disk {
         size: doc.size.ok_or_else(|| fz.missing("disk.size"))?,
         partitions: doc.partitions,
+        compression: doc.compression.unwrap_or_default(),
+        secure_boot: doc.secure_boot.unwrap_or(false),
     };
     disk.check().map_err(|e: LayoutError| {
         let at = match (e.partition, e.field) {

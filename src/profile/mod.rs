@@ -39,8 +39,8 @@ mod validate;
 
 pub use cmdline::{KernelCmdline, MAX_CMDLINE_BYTES, check_param, split_params};
 pub use disk::{
-    ByteSize, Disk, Filesystem, LayoutError, Partition, PartitionSize, PartitionType,
-    PlacedPartition,
+    ByteSize, Disk, DiskCompression, Filesystem, LayoutError, Partition, PartitionSize,
+    PartitionType, PlacedPartition,
 };
 pub use error::{KeyPath, PathSegment, ProfileError, SourceLocation};
 pub use freeze::{CONFIGDRIVE_VOLUME_ID, NOCLOUD_VOLUME_ID};

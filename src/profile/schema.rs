@@ -36,7 +36,9 @@
 //!              meta_data: meta-data.tera, network_config: network-config.tera,  # nocloud
 //!              meta_data_json: meta_data.json.tera, network_data: network_data.json.tera}
 //! iso: {volume_id: null, squashfs: {compression: zstd, level: 15, block_size: 1M}}
-//! disk: {size: 8G, partitions: [{name, size: 4M | rest, type, filesystem, mount, fstab_options}]}
+//! disk: {size: 8G, partitions: [{name, size: 4M | rest, type, filesystem, mount, fstab_options}],
+//!        compression: zlib,             # qcow2 clusters: none, zlib (default) or zstd
+//!        secure_boot: false}            # UEFI through the signed shim and GRUB
 //! ```
 //!
 //! A template name with a `/` is a path relative to the profile that names it;
@@ -48,7 +50,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::disk::{ByteSize, Partition};
+use super::disk::{ByteSize, DiskCompression, Partition};
 use super::validate;
 
 /// A string newtype that is checked when read and prints as itself.
@@ -644,6 +646,8 @@ pub(crate) struct IsoDoc {
 pub(crate) struct DiskDoc {
     pub size: Option<ByteSize>,
     pub partitions: Vec<Partition>,
+    pub compression: Option<DiskCompression>,
+    pub secure_boot: Option<bool>,
 }
 
 /// One profile file, or several merged: every key optional.

@@ -9,11 +9,17 @@ use std::time::{Duration, Instant};
 
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+/// OVMF built for Secure Boot (needs SMM) and variables with Microsoft's
+/// keys enrolled and Secure Boot on, as on a typical server.
+pub const OVMF_SECBOOT_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
+pub const OVMF_MS_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Firmware {
     SeaBios,
     Ovmf,
+    /// OVMF with Secure Boot enforced.
+    OvmfSecureBoot,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,11 +91,25 @@ pub fn boot_until(b: &Boot, work: &Path, done: impl Fn(&str) -> bool) -> Result<
     .stdin(Stdio::null())
     .stdout(Stdio::null())
     .stderr(Stdio::null());
-    if b.firmware == Firmware::Ovmf {
+    let ovmf = match b.firmware {
+        Firmware::SeaBios => None,
+        Firmware::Ovmf => Some((OVMF_CODE, OVMF_VARS)),
+        Firmware::OvmfSecureBoot => {
+            // The Secure Boot build keeps its variables in SMM-protected flash.
+            cmd.args([
+                "-machine",
+                "smm=on",
+                "-global",
+                "driver=cfi.pflash01,property=secure,value=on",
+            ]);
+            Some((OVMF_SECBOOT_CODE, OVMF_MS_VARS))
+        }
+    };
+    if let Some((code, vars_template)) = ovmf {
         let vars = work.join(format!("{name}-vars.fd"));
-        fs::copy(OVMF_VARS, &vars).map_err(|e| format!("copying OVMF vars: {e}"))?;
+        fs::copy(vars_template, &vars).map_err(|e| format!("copying OVMF vars: {e}"))?;
         cmd.arg("-drive")
-            .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"))
+            .arg(format!("if=pflash,format=raw,readonly=on,file={code}"))
             .arg("-drive")
             .arg(format!("if=pflash,format=raw,file={}", vars.display()));
     }
