@@ -28,13 +28,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let search = SearchPath::from_env();
     let profile = profile::load(&args.profile, &search, &args.vars)
         .map_err(ProfileError::into_input_error)?;
-    let mut host = profile
-        .render_host()
+    let host = profile
+        .render_host_appending(args.cmdline_append.as_deref())
         .map_err(ProfileError::into_input_error)?;
-    if let Some(extra) = &args.cmdline_append {
-        host.append_cmdline(extra)
-            .map_err(ProfileError::into_input_error)?;
-    }
     if global.json {
         let value = serde_json::json!({ "profile": profile, "host": host });
         println!("{value}");

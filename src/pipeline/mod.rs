@@ -162,15 +162,9 @@ pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport>
 /// Renders the per-host files first: a template or command-line mistake must
 /// fail before minutes of bootstrapping, and leave nothing behind.
 fn render_host(req: &BuildRequest) -> anyhow::Result<HostRender> {
-    let mut host = req
-        .profile
-        .render_host()
-        .map_err(|e| e.into_input_error())?;
-    if let Some(extra) = &req.cmdline_append {
-        host.append_cmdline(extra)
-            .map_err(|e| e.into_input_error())?;
-    }
-    Ok(host)
+    req.profile
+        .render_host_appending(req.cmdline_append.as_deref())
+        .map_err(|e| e.into_input_error())
 }
 
 /// Runs `make` unless the cache has the stage; logs the outcome and timing.

@@ -98,6 +98,20 @@ enum Shape {
 }
 
 impl Profile {
+    /// [`Profile::render_host`], then `--cmdline-append`'s parameters after the
+    /// profile's, checked like them: what every command that takes a profile
+    /// and that option does.
+    pub fn render_host_appending(
+        &self,
+        cmdline_append: Option<&str>,
+    ) -> Result<HostRender, ProfileError> {
+        let mut host = self.render_host()?;
+        if let Some(extra) = cmdline_append {
+            host.append_cmdline(extra)?;
+        }
+        Ok(host)
+    }
+
     /// Renders the kernel command line and the cloud-init seed for this profile's
     /// host. Fails with the template (or the profile line) at fault.
     pub fn render_host(&self) -> Result<HostRender, ProfileError> {
