@@ -130,6 +130,7 @@ pub fn write(
     }
     image.add_bytes(grub::CONFIG_PATH, iso.grub_cfg.as_bytes())?;
     grub::build(&GrubOptions::for_image(&image))?.install(&mut image)?;
+    progress.set_total(image.planned_size().context("laying out the ISO")?);
 
     let mut out = AtomicOutput::create(out_path)
         .with_context(|| format!("cannot create {}", out_path.display()))?;

@@ -12,6 +12,8 @@ pub mod swap;
 /// Receives progress from long-running writers (bytes of input consumed).
 pub trait Progress: Send + Sync {
     fn advance(&self, bytes: u64);
+    /// The total, once known (an image's size is known only after planning).
+    fn set_total(&self, _bytes: u64) {}
 }
 
 /// For callers that do not show progress.

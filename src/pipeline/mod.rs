@@ -97,7 +97,7 @@ pub struct Log {
 impl Log {
     pub fn info(&self, message: &str) {
         if !self.quiet {
-            eprintln!("osforge: {message}");
+            crate::util::progress::eprint_line(&format!("osforge: {message}"));
         }
     }
 }
@@ -290,9 +290,8 @@ fn check_disk_inputs(req: &BuildRequest) -> anyhow::Result<()> {
 }
 
 /// The artifacts are independent once the configured rootfs exists, so
-/// they are made side by side (progress bars are hidden then: they would
-/// draw over each other). qcow2 and raw are one job: both are written from
-/// the same filesystems.
+/// they are made side by side, each with its own progress bar. qcow2 and
+/// raw are one job: both are written from the same filesystems.
 fn make_artifacts(
     req: &BuildRequest,
     host: &HostRender,
@@ -307,12 +306,6 @@ fn make_artifacts(
         .filter(|t| matches!(t, ArtifactType::Qcow2 | ArtifactType::Raw))
         .collect();
     let iso = req.types.contains(&ArtifactType::Iso);
-    let jobs = usize::from(iso) + usize::from(!disk_types.is_empty());
-    let shared_log = Log {
-        quiet: log.quiet,
-        progress: log.progress && jobs == 1,
-    };
-    let log = &shared_log;
     let (iso_result, disk_result) = std::thread::scope(|scope| {
         let iso_job = iso.then(|| {
             scope.spawn(move || {
