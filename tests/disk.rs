@@ -296,10 +296,14 @@ fn the_bios_boot_sectors_are_what_grub_bios_setup_writes() {
 }
 
 #[test]
-fn the_same_source_date_epoch_gives_the_same_identifiers() {
+fn the_same_source_date_epoch_gives_the_same_identifiers_and_bytes() {
     let b = built();
     let work = support::temp_dir("disk-ids-");
     let again = work.path().join("again.raw");
+    // A new ctime on a source file (same mode, so nothing else changes):
+    // mke2fs copies inode times from the tree, osforge must not keep them.
+    let source = b.rootfs.join("etc/hostname");
+    fs::set_permissions(&source, fs::metadata(&source).unwrap().permissions()).unwrap();
     let out = support::osforge()
         .args([
             "disk",
@@ -325,6 +329,26 @@ fn the_same_source_date_epoch_gives_the_same_identifiers() {
         all.replace(&raw.display().to_string(), "")
     };
     assert_eq!(ids(&b.raw), ids(&again));
+    let same = Command::new("cmp")
+        .arg(&b.raw)
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(same.status.success(), "not byte-identical: {}", text(&same));
+    let stat = debugfs(
+        &extract(&again, 1, &work.path().join("c")),
+        "stat /etc/hostname",
+    );
+    for field in ["ctime", " atime", "mtime", "crtime"] {
+        let line = stat
+            .lines()
+            .find(|l| l.trim_start().starts_with(field.trim()))
+            .unwrap();
+        assert!(
+            line.contains(&format!("0x{:x}:00000000", EPOCH.parse::<u32>().unwrap())),
+            "{field} of /etc/hostname is not SOURCE_DATE_EPOCH: {line}"
+        );
+    }
     let first = debugfs(
         &extract(&b.raw, 1, &work.path().join("a")),
         "cat /etc/fstab",

@@ -22,8 +22,9 @@
 //!
 //! mke2fs 1.47.0 reads a directory only (`-d` with a tarball came later),
 //! and copies every inode's times from it (ctime included, which no tool
-//! can set on the source); file contents, owners and modes are what make
-//! two builds' filesystems equal, not every byte.
+//! can set on the source). With `fake_time` the inode times are rewritten
+//! afterwards ([`inode_times`]), so the same tree and epoch give the same
+//! bytes.
 //!
 //! The image is a file of exactly the filesystem's size (made sparse here;
 //! mke2fs discards, i.e. punches, it first and leaves unused blocks as
@@ -35,6 +36,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::formats::gpt::Guid;
+
+mod inode_times;
+pub use inode_times::TimesError;
 
 /// ext4 block size used for every filesystem osforge makes.
 pub const BLOCK_BYTES: u64 = 4096;
@@ -84,6 +88,8 @@ pub enum Error {
         size_bytes: u64,
         message: String,
     },
+    #[error(transparent)]
+    Times(#[from] TimesError),
     #[error("mke2fs failed on {source_dir} ({status}): {message}")]
     Mke2fsFailed {
         source_dir: PathBuf,
@@ -100,8 +106,9 @@ pub struct Ext4Options {
     /// The seed of the htree directory hashes.
     pub hash_seed: Guid,
     pub label: Option<String>,
-    /// Unix seconds for the superblock's times and the inodes mke2fs makes
-    /// itself (root, lost+found); `None`: now.
+    /// Unix seconds for the superblock's times and every inode's (mtimes
+    /// clamped to it, atime, ctime and crtime set to it); `None`: now, and
+    /// the inode times of the source tree.
     pub fake_time: Option<u64>,
     /// The mke2fs to run; `mke2fs` on PATH when `None`.
     pub mke2fs: Option<PathBuf>,
@@ -231,6 +238,12 @@ pub fn make(source_dir: &Path, image: &Path, opts: &Ext4Options) -> Result<(), E
         source,
     })?;
     if output.status.success() {
+        if let Some(t) = opts.fake_time {
+            // Signed 32-bit seconds (the epoch bits of the _extra fields are
+            // left at 0): a SOURCE_DATE_EPOCH past 2038 is capped there.
+            let epoch = t.min(i32::MAX as u64) as u32;
+            inode_times::fix_inode_times(image, epoch)?;
+        }
         return Ok(());
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
