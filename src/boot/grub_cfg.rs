@@ -1,7 +1,8 @@
 //! grub.cfg text shared by the live ISO and the disk images: kernel command
-//! lines quoted for GRUB's parser, and menus rendered from tera templates.
+//! lines quoted for GRUB's parser, and menus rendered from tera templates
+//! found in the template path.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
@@ -27,6 +28,22 @@ pub fn quote_word(word: &str) -> String {
     } else {
         format!("'{}'", word.replace('\'', "'\\''"))
     }
+}
+
+/// The first `name` in the template directories, searched in order.
+pub fn find_template(dirs: &[PathBuf], name: &str) -> anyhow::Result<PathBuf> {
+    dirs.iter()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!(
+                "template {name} not found in the template path ({})",
+                dirs.iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
 }
 
 /// Renders a grub.cfg template; errors name the template and give tera's

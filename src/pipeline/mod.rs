@@ -602,13 +602,8 @@ fn make_live_iso(
 /// are quoted for GRUB's shell-like parser, which would otherwise expand `$`
 /// and split on `;`.
 fn render_grub_cfg(req: &BuildRequest, host: &HostRender, cmdline: &str) -> anyhow::Result<String> {
-    let template = req
-        .search
-        .template_dirs
-        .iter()
-        .map(|d| d.join("grub-live.cfg.tera"))
-        .find(|p| p.is_file())
-        .with_context(|| "template grub-live.cfg.tera not found in the template path")?;
+    let template =
+        crate::boot::grub_cfg::find_template(&req.search.template_dirs, "grub-live.cfg.tera")?;
     let mut context = tera::Context::new();
     context.insert("profile", &req.profile.name);
     context.insert("hostname", &host.hostname);

@@ -18,18 +18,7 @@ pub const GRUB_TEMPLATE: &str = "grub-disk.cfg.tera";
 
 /// The first [`GRUB_TEMPLATE`] in `dirs`.
 pub fn find_grub_template(dirs: &[PathBuf]) -> anyhow::Result<PathBuf> {
-    dirs.iter()
-        .map(|d| d.join(GRUB_TEMPLATE))
-        .find(|p| p.is_file())
-        .with_context(|| {
-            format!(
-                "template {GRUB_TEMPLATE} not found in the template path ({})",
-                dirs.iter()
-                    .map(|d| d.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })
+    crate::boot::grub_cfg::find_template(dirs, GRUB_TEMPLATE)
 }
 
 /// Where the UEFI loader goes on the ESP (the removable-media path).
@@ -126,6 +115,8 @@ pub fn check_grub_template(template: &Path) -> anyhow::Result<()> {
     render(template, &values).map(|_| ())
 }
 
+/// The template's variables, by these names.
+#[derive(serde::Serialize)]
 struct MenuValues<'a> {
     profile: &'a str,
     hostname: &'a str,
@@ -137,16 +128,8 @@ struct MenuValues<'a> {
     boot_uuid: &'a str,
 }
 
-fn render(template: &Path, v: &MenuValues) -> anyhow::Result<String> {
-    let mut context = tera::Context::new();
-    context.insert("profile", v.profile);
-    context.insert("hostname", v.hostname);
-    context.insert("title", v.title);
-    context.insert("cmdline", v.cmdline);
-    context.insert("kernel", v.kernel);
-    context.insert("initrd", v.initrd);
-    context.insert("root_uuid", v.root_uuid);
-    context.insert("boot_uuid", v.boot_uuid);
+fn render(template: &Path, values: &MenuValues) -> anyhow::Result<String> {
+    let mut context = tera::Context::from_serialize(values).context("grub.cfg variables")?;
     context.insert("timeout", &MENU_TIMEOUT_SECONDS);
     crate::boot::grub_cfg::render(template, &context)
 }
