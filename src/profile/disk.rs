@@ -419,10 +419,11 @@ fn fs_name(fs: Filesystem) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn part(
+    /// A partition from its profile fields (test layouts).
+    pub(crate) fn part(
         name: &str,
         size: &str,
         kind: PartitionType,
@@ -439,7 +440,8 @@ mod tests {
         }
     }
 
-    fn airship() -> Disk {
+    /// The default layout of qcow2-host (Airship's).
+    pub(crate) fn airship() -> Disk {
         use {Filesystem as F, PartitionType as T};
         Disk {
             size: ByteSize(8 << 30),

@@ -27,6 +27,8 @@
 mod cmdline;
 mod de;
 mod disk;
+#[cfg(test)]
+pub(crate) use disk::tests as disk_layouts;
 mod error;
 mod freeze;
 mod load;

@@ -283,32 +283,17 @@ impl DiskPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::{ByteSize, DiskCompression, Partition, PartitionSize};
+    use crate::profile::disk_layouts;
 
     const MIB: u64 = 1 << 20;
 
+    /// Airship's layout plus a swap partition.
     fn airship() -> Disk {
-        let part = |name: &str, size: &str, kind, filesystem, mount: Option<&str>| Partition {
-            name: name.into(),
-            size: PartitionSize::try_from(size.to_string()).unwrap(),
-            kind,
-            filesystem,
-            mount: mount.map(|m| m.to_string().try_into().unwrap()),
-            fstab_options: None,
-        };
         use {Filesystem as F, PartitionType as T};
-        Disk {
-            size: ByteSize(8 << 30),
-            compression: DiskCompression::Zlib,
-            secure_boot: false,
-            partitions: vec![
-                part("root", "rest", T::Linux, F::Ext4, Some("/")),
-                part("bios", "4M", T::BiosGrub, F::None, None),
-                part("esp", "512M", T::Esp, F::Vfat, Some("/boot/efi")),
-                part("boot", "768M", T::Linux, F::Ext4, Some("/boot")),
-                part("swap", "64M", T::Swap, F::Swap, None),
-            ],
-        }
+        let mut disk = disk_layouts::airship();
+        disk.partitions
+            .push(disk_layouts::part("swap", "64M", T::Swap, F::Swap, None));
+        disk
     }
 
     #[test]
