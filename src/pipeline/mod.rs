@@ -47,6 +47,13 @@ pub enum ArtifactType {
     Raw,
 }
 
+impl ArtifactType {
+    /// qcow2 and raw: written from one partitioned disk.
+    fn is_disk(self) -> bool {
+        matches!(self, ArtifactType::Qcow2 | ArtifactType::Raw)
+    }
+}
+
 impl FromStr for ArtifactType {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -270,11 +277,7 @@ fn configure_os(
 /// Disk images need the profile's `disk:` section and the grub.cfg
 /// template; both are checked before the first stage runs.
 fn check_disk_inputs(req: &BuildRequest) -> anyhow::Result<()> {
-    if !req
-        .types
-        .iter()
-        .any(|t| matches!(t, ArtifactType::Qcow2 | ArtifactType::Raw))
-    {
+    if !req.types.iter().any(|t| t.is_disk()) {
         return Ok(());
     }
     if req.profile.disk.is_none() {
@@ -299,12 +302,7 @@ fn make_artifacts(
     log: &Log,
     stages: &mut Vec<StageReport>,
 ) -> anyhow::Result<Vec<Artifact>> {
-    let disk_types: Vec<ArtifactType> = req
-        .types
-        .iter()
-        .copied()
-        .filter(|t| matches!(t, ArtifactType::Qcow2 | ArtifactType::Raw))
-        .collect();
+    let disk_types: Vec<ArtifactType> = req.types.iter().copied().filter(|t| t.is_disk()).collect();
     let iso = req.types.contains(&ArtifactType::Iso);
     let (iso_result, disk_result) = std::thread::scope(|scope| {
         let iso_job = iso.then(|| {
