@@ -33,11 +33,18 @@ build_args = --output $(OUTPUT_DIR) \
 	$(if $(CMDLINE_APPEND),--cmdline-append '$(CMDLINE_APPEND)') \
 	$(if $(OSFORGE_CACHE_DIR),--cache-dir $(OSFORGE_CACHE_DIR))
 
-.PHONY: build test cut_image clean
+.PHONY: build deps deps-test test cut_image clean
+# Host packages: installed as root on Debian, named otherwise (deps/packages.tsv is the list).
+deps:
+	@deps/setup build
+
+deps-test:
+	@deps/setup test
+
 build:
 	$(CARGO) build --release
 
-cut_image: build
+cut_image: deps build
 ifeq ($(IMAGE_TYPE),iso)
 	$(OSFORGE) build --profile $(PROFILE) --type iso $(build_args)
 else ifeq ($(IMAGE_TYPE),qcow)
@@ -52,7 +59,7 @@ else
 	$(error IMAGE_TYPE must be iso or qcow, not '$(IMAGE_TYPE)')
 endif
 
-test:
+test: deps-test
 	$(CARGO) test --release
 
 clean:
