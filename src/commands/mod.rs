@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod disk;
+pub mod doctor;
 pub mod fat;
 pub mod iso;
 pub mod profiles;
@@ -22,6 +23,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fat(args) => fat::run(args, &cli.global),
         Command::Profiles(args) => profiles::run(args, &cli.global),
         Command::Render(args) => render::run(args, &cli.global),
+        Command::Doctor(args) => doctor::run(args, &cli.global),
     }
 }
 
