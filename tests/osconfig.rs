@@ -233,3 +233,100 @@ fn settings_naming_what_the_image_lacks_fail_with_the_name() {
     let err = format!("{:#}", osconfig::apply(&root, &s).unwrap_err());
     assert!(err.contains("no-such-group"), "{err}");
 }
+
+/// The shipped base, with only the units this minbase root has.
+const BASE: &str = "inherits: [base]\nsystemd: !replace {enable: [ssh.service]}\n";
+
+/// A profile written as a user would (on top of [`BASE`]), loaded and
+/// translated as `osforge build` does, then applied to a copy of the Debian root.
+fn apply_profile(
+    name: &str,
+    yaml: &str,
+    vars: &[(&str, &str)],
+) -> (tempfile::TempDir, PathBuf, anyhow::Result<osconfig::Report>) {
+    let (dir, root) = copy_of_root(name);
+    let profiles = dir.path().join("profiles");
+    fs::create_dir_all(&profiles).unwrap();
+    let file = profiles.join("site.yaml");
+    fs::write(&file, format!("{BASE}{yaml}")).unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
+    let search = osforge::profile::SearchPath::new(vec![profiles, shipped], vec![]);
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let profile = osforge::profile::load(file.to_str().unwrap(), &search, &vars)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let result = osconfig::apply(&root, &osforge::pipeline::plan::os_settings(&profile));
+    (dir, root, result)
+}
+
+/// Runs `sudo -n true` as `user` inside the root, as a login on the host would.
+fn sudo_works_for(root: &Path, user: &str) -> Result<(), String> {
+    let out = Command::new("chroot")
+        .arg(root)
+        .args(["runuser", "-u", user, "--", "sudo", "-n", "true"])
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn sudo_true_gives_the_user_passwordless_sudo_and_a_sudoers_file_visudo_accepts() {
+    let (_dir, root, result) = apply_profile(
+        "osconfig-sudo-true-",
+        "users: [{name: ops, sudo: true}, {name: guest}]\n",
+        &[],
+    );
+    result.unwrap();
+    assert_eq!(
+        read(&root, "/etc/sudoers.d/osforge-ops"),
+        "ops ALL=(ALL) NOPASSWD:ALL\n"
+    );
+    sudo_works_for(&root, "ops").unwrap();
+    // Without sudo: in the profile, sudo still parses its files and says no.
+    let refused = sudo_works_for(&root, "guest").unwrap_err();
+    assert!(
+        refused.contains("password") || refused.contains("not allowed"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn a_sudo_rule_that_is_not_sudoers_syntax_fails_the_build_naming_the_user() {
+    let (_dir, root, result) = apply_profile(
+        "osconfig-sudo-bad-",
+        "users: [{name: ops, sudo: \"ALL=(ALL\"}]\n",
+        &[],
+    );
+    let err = format!("{:#}", result.unwrap_err());
+    assert!(err.contains("user ops"), "{err}");
+    assert!(err.contains("not valid sudoers syntax"), "{err}");
+    assert!(
+        !root.join("etc/sudoers.d/osforge-ops").exists(),
+        "the bad rule is not left behind"
+    );
+}
+
+#[test]
+fn profile_variables_render_in_sysctl_values_and_file_contents() {
+    let (_dir, root, result) = apply_profile(
+        "osconfig-vars-",
+        "variables: {swappiness: 10, web_port: 80}\n\
+         sysctl: {vm.swappiness: \"{{ swappiness }}\"}\n\
+         files:\n  - path: /etc/web.conf\n    content: \"listen {{ web_port }}; # {% raw %}{{ literal }}{% endraw %}\\n\"\n",
+        &[("web_port", "8080")],
+    );
+    result.unwrap();
+    assert!(read(&root, "/etc/sysctl.d/90-osforge.conf").contains("vm.swappiness = 10\n"));
+    assert_eq!(
+        read(&root, "/etc/web.conf"),
+        "listen 8080; # {{ literal }}\n"
+    );
+}

@@ -686,3 +686,89 @@ fn a_bad_partition_layout_names_the_partition_at_fault() {
         "{line}"
     );
 }
+
+#[test]
+fn a_var_used_in_the_os_configuration_is_part_of_the_configure_key() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "profiles/web.yaml",
+        "inherits: [base]\nvariables: {swappiness: 10}\nsysctl: {vm.swappiness: \"{{ swappiness }}\"}\nusers: [{name: ops, sudo: true}]\n",
+    );
+    let plain = sandbox.load("web", &[]);
+    let tuned = sandbox.load("web", &[("swappiness", "60")]);
+    assert_eq!(
+        plain.rootfs_inputs().fingerprint(),
+        tuned.rootfs_inputs().fingerprint()
+    );
+    assert_ne!(
+        plain.os_inputs().fingerprint(),
+        tuned.os_inputs().fingerprint()
+    );
+    let vars = [("swappiness".to_string(), "60".to_string())];
+    assert_eq!(
+        tuned.per_host_os_variables(&vars),
+        vec![("swappiness", "sysctl.vm.swappiness")]
+    );
+    let rendered = sandbox.render_json(&["-p", "web", "--var", "swappiness=60"]);
+    assert_eq!(rendered["profile"]["os"]["sysctl"]["vm.swappiness"], "60");
+    assert_eq!(rendered["profile"]["os"]["users"][0]["sudo"], true);
+}
+
+#[test]
+fn an_undefined_variable_in_a_file_content_names_the_file_line_and_key() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "profiles/web.yaml",
+        "inherits: [base]\nfiles:\n  - path: /etc/web.conf\n    content: \"listen {{ web_port }};\"\n",
+    );
+    let out = sandbox.osforge(&["render", "-p", "web"]);
+    let stderr = assert_one_line_error(&out, "profiles/web.yaml:4", "files[0].content");
+    assert!(stderr.contains("undefined variable 'web_port'"), "{stderr}");
+}
+
+#[test]
+fn an_unclosed_bracket_is_a_yaml_syntax_error_at_its_line() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "profiles/broken.yaml",
+        "inherits: [base]\npackages: [vim, curl\nhostname: web\n",
+    );
+    let out = sandbox.osforge(&["render", "-p", "broken"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("profiles/broken.yaml:3: YAML syntax error: "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("the '[' on line 2 is not closed"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sudo_takes_a_boolean_or_a_rule_and_nothing_else() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "profiles/admins.yaml",
+        "inherits: [base]\nusers: [{name: a, sudo: true}, {name: b, sudo: false}, {name: c, sudo: \"ALL=(ALL) ALL\"}]\n",
+    );
+    let p = sandbox.load("admins", &[]);
+    let rules: Vec<Option<&str>> =
+        p.os.users
+            .iter()
+            .map(|u| u.sudo.as_ref().and_then(|s| s.rule()))
+            .collect();
+    assert_eq!(
+        rules,
+        vec![Some("ALL=(ALL) NOPASSWD:ALL"), None, Some("ALL=(ALL) ALL")]
+    );
+    sandbox.write(
+        "profiles/admins.yaml",
+        "inherits: [base]\nusers: [{name: a, sudo: [ALL]}]\n",
+    );
+    let out = sandbox.osforge(&["render", "-p", "admins"]);
+    let stderr = assert_one_line_error(&out, "profiles/admins.yaml:2", "users[0].sudo");
+    assert!(stderr.contains("true, false or a sudoers rule"), "{stderr}");
+}

@@ -61,6 +61,15 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let search = SearchPath::from_env();
     let profile =
         profile::load(&args.profile, &search, &args.vars).map_err(|e| e.into_input_error())?;
+    if !global.quiet && !global.json {
+        // Allowed rather than refused: a per-host sysctl or file is legitimate,
+        // but it costs a configure stage (and everything after it) per host.
+        for (var, key) in profile.per_host_os_variables(&args.vars) {
+            eprintln!(
+                "osforge: note: --var {var} is used in the OS configuration ({key}): the configure stage and those after it are built for each value"
+            );
+        }
+    }
     let name = args.name.clone().unwrap_or_else(|| profile.name.clone());
     if name.is_empty() || name.contains('/') {
         crate::bail_input!("invalid value '{name}' for '--name': expected a file name without '/'");

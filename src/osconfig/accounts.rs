@@ -141,8 +141,43 @@ pub fn ensure_user(root: &Path, user: &UserSpec) -> anyhow::Result<String> {
             0,
             0,
         )?;
+        check_sudoers(root, &user.name, &file)?;
     }
     Ok(action)
+}
+
+/// Checks a sudoers file with the image's own visudo. sudo refuses to run for
+/// every user when any file under /etc/sudoers.d fails to parse, so a bad rule
+/// must fail the build, not leave a host without sudo.
+fn check_sudoers(root: &Path, user: &str, file: &str) -> anyhow::Result<()> {
+    let visudo = rootpath::resolve(root, Path::new("/usr/sbin/visudo"), true)?;
+    if !visudo.exists() {
+        bail!("user {user}: sudo is set but the image has no sudo (add the package 'sudo')");
+    }
+    let out = std::process::Command::new("chroot")
+        .arg(root)
+        .args(["/usr/sbin/visudo", "-c", "-f", file])
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .output()
+        .with_context(|| format!("cannot chroot into {} to run visudo", root.display()))?;
+    if !out.status.success() {
+        let host = rootpath::resolve(root, Path::new(file), true)?;
+        let written = std::fs::read_to_string(&host).unwrap_or_default();
+        let _ = std::fs::remove_file(&host);
+        let said = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        let reason = said
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.ends_with("parsed OK"))
+            .unwrap_or("rejected");
+        bail!(
+            "user {user}: the sudo rule '{}' is not valid sudoers syntax (the image's visudo -c: {reason})",
+            written.trim_end()
+        );
+    }
+    Ok(())
 }
 
 /// (uid, gid, home, shell) of a user in the image.

@@ -68,7 +68,7 @@ pub fn os_settings(profile: &Profile) -> OsSettings {
                     .map(|k| k.to_string())
                     .collect(),
                 password_hash: u.password_hash.as_ref().map(|h| h.to_string()),
-                sudo: u.sudo.as_ref().map(|s| s.to_string()),
+                sudo: u.sudo.as_ref().and_then(|s| s.rule()).map(str::to_string),
             })
             .collect(),
         sysctl: os

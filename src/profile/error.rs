@@ -135,7 +135,7 @@ pub enum ProfileError {
         source: std::io::Error,
     },
     /// The file is not YAML at all.
-    #[error("{at}: {message}")]
+    #[error("{at}: YAML syntax error: {message}")]
     ParsingYaml { at: SourceLocation, message: String },
     /// A key or value in a profile is wrong (unknown, mistyped, invalid, missing).
     #[error("{at}: {}{message}", path_prefix(path))]

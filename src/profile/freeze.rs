@@ -115,6 +115,7 @@ pub(crate) fn freeze(
         repos,
         packages: doc.packages,
         os,
+        os_templates: Vec::new(),
         kernel,
         cloud_init,
         iso,

@@ -30,6 +30,7 @@ mod disk;
 #[cfg(test)]
 pub(crate) use disk::tests as disk_layouts;
 mod error;
+mod expand;
 mod freeze;
 mod load;
 mod merge;
@@ -45,6 +46,7 @@ pub use disk::{
     PartitionType, PlacedPartition,
 };
 pub use error::{KeyPath, PathSegment, ProfileError, SourceLocation};
+pub use expand::OsTemplate;
 pub use freeze::{CONFIGDRIVE_VOLUME_ID, NOCLOUD_VOLUME_ID};
 pub use load::{SearchPath, parse_var_arg};
 pub use model::{
@@ -56,8 +58,8 @@ pub use render::{ConfigDrive, HostRender, NoCloudSeed, derived_uuid};
 pub use schema::{
     AbsPath, AccountName, Arch, Component, Datasource, Description, Directory, DistroName,
     Hostname, KernelModules, Limit, LimitDomain, LimitItem, LimitType, LimitValue, Locale, Mode,
-    ModuleName, Package, PasswordHash, RepoName, SshKey, SudoRule, Suite, SysctlKey, SysctlValue,
-    Systemd, Timezone, UnitName, Uri, User, Variant, VolumeId,
+    ModuleName, PASSWORDLESS_SUDO, Package, PasswordHash, RepoName, SshKey, Sudo, SudoRule, Suite,
+    SysctlKey, SysctlValue, Systemd, Timezone, UnitName, Uri, User, Variant, VolumeId,
 };
 
 use std::path::PathBuf;
@@ -132,6 +134,7 @@ pub fn load(
         .unwrap_or_default();
     let mut tree = load::merge_files(&files);
     load::apply_vars(&mut tree, vars, &name)?;
+    let os_templates = expand::render_os_values(&mut tree, &name)?;
     let doc: schema::ProfileDoc = de::from_node(&tree)?;
     let mut freezer = freeze::Freezer {
         tree: &tree,
@@ -140,5 +143,7 @@ pub fn load(
         search: &search,
         sources: files.iter().map(|f| f.path.clone()).collect(),
     };
-    freeze::freeze(doc, description, &mut freezer)
+    let mut profile = freeze::freeze(doc, description, &mut freezer)?;
+    profile.os_templates = os_templates;
+    Ok(profile)
 }

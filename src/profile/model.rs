@@ -8,7 +8,9 @@
 //! The cache-key inputs are split by stage: [`RootfsInputs`] (what mmdebstrap
 //! gets) and [`OsInputs`] (what the configuration step applies). Neither includes
 //! template variables, so a `--var` that only changes cloud-init or the kernel
-//! command line leaves both unchanged and the rootfs cache warm.
+//! command line leaves both unchanged and the rootfs cache warm. OS values
+//! written as templates are rendered before freezing (`expand`), so `OsInputs`
+//! holds their rendered text: a variable they use is part of the configure key.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -41,6 +43,9 @@ pub struct Profile {
     pub repos: Vec<Repo>,
     pub packages: Vec<Package>,
     pub os: OsConfig,
+    /// The OS values that were templates, rendered into `os` with the variables.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub os_templates: Vec<super::OsTemplate>,
     pub kernel: Kernel,
     pub cloud_init: CloudInit,
     pub iso: Iso,
@@ -267,6 +272,23 @@ fn fingerprint<T: Serialize>(value: &T) -> String {
 }
 
 impl Profile {
+    /// The variables among `vars` (what `--var` set) that OS values use, each
+    /// with the first key that uses it: these make the configure stage per host.
+    pub fn per_host_os_variables<'a>(
+        &'a self,
+        vars: &[(String, String)],
+    ) -> Vec<(&'a str, &'a str)> {
+        let mut found: Vec<(&str, &str)> = Vec::new();
+        for t in &self.os_templates {
+            for v in &t.variables {
+                if vars.iter().any(|(k, _)| k == v) && !found.iter().any(|(f, _)| f == v) {
+                    found.push((v.as_str(), t.key_path.as_str()));
+                }
+            }
+        }
+        found
+    }
+
     /// The inputs of the rootfs stage, for its cache key.
     pub fn rootfs_inputs(&self) -> RootfsInputs<'_> {
         RootfsInputs {

@@ -228,8 +228,7 @@ impl Node {
         (node, true)
     }
 
-    /// The value as JSON (tags dropped), to compare trees in tests.
-    #[cfg(test)]
+    /// The value as JSON (tags dropped): template variables, and trees in tests.
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::Value as J;
         match &self.value {
@@ -286,10 +285,48 @@ fn parse_raw(text: &str) -> Result<Option<RawNode>, (Option<u32>, String)> {
                 .location()
                 .and_then(|l| u32::try_from(l.line()).ok())
                 .filter(|&l| l > 0);
-            let message = serde_saphyr::UserMessageFormatter.format_message(inner);
-            Err((line, one_line(&message)))
+            let mut message = one_line(&serde_saphyr::UserMessageFormatter.format_message(inner));
+            // A flow collection left open is found lines later, where the next
+            // key no longer fits in it; say where it was opened.
+            if let Some((bracket, opened)) = unclosed_flow_bracket(text, line.unwrap_or(u32::MAX))
+                && Some(opened) != line
+            {
+                message.push_str(&format!(
+                    " (the '{bracket}' on line {opened} is not closed)"
+                ));
+            }
+            Err((line, message))
         }
     }
+}
+
+/// The innermost `[` or `{` still open before line `until`, outside quotes and
+/// comments, with its line.
+fn unclosed_flow_bracket(text: &str, until: u32) -> Option<(char, u32)> {
+    let mut open: Vec<(char, u32)> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let number = n as u32 + 1;
+        if number >= until {
+            break;
+        }
+        let mut quote: Option<char> = None;
+        let mut previous = ' ';
+        for c in line.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '#') if previous.is_whitespace() => break,
+                (None, '\'' | '"') => quote = Some(c),
+                (None, '[' | '{') => open.push((c, number)),
+                (None, ']' | '}') => {
+                    open.pop();
+                }
+                _ => {}
+            }
+            previous = c;
+        }
+    }
+    open.pop()
 }
 
 /// Checks that `text` is YAML (for rendered cloud-init files) and returns its top
@@ -446,6 +483,19 @@ mod tests {
         let (node, found) = root.lookup(&KeyPath::parse("distro.suite"));
         assert!(!found);
         assert_eq!(node.origin.path.to_string(), "distro");
+    }
+
+    #[test]
+    fn an_unclosed_bracket_is_a_syntax_error_that_says_where_it_opened() {
+        let err = Node::parse(
+            "inherits: [base]\npackages: [a, b\nhostname: x\n",
+            Path::new("p.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("p.yaml:3: YAML syntax error: "), "{err}");
+        assert!(err.contains("the '[' on line 2 is not closed"), "{err}");
+        assert_eq!(unclosed_flow_bracket("a: '['\nb: [x] # [\n", 9), None);
     }
 
     #[test]

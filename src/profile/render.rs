@@ -219,7 +219,7 @@ pub(crate) fn check_template_syntax(source: &str) -> Result<(), (Option<u32>, St
         .map_err(|e| describe_tera_error(&e, source))
 }
 
-fn render_source(
+pub(crate) fn render_source(
     name: &str,
     source: &str,
     context: &tera::Context,
@@ -366,6 +366,11 @@ fn describe_tera_error(err: &tera::Error, source: &str) -> (Option<u32>, String)
         );
     }
     (None, one_line(&deepest))
+}
+
+/// Whether a template uses the variable `name` inside a tag.
+pub(crate) fn mentions_variable(source: &str, name: &str) -> bool {
+    find_line(source, name).is_some()
 }
 
 /// tera does not say where a render error happened; the first line that uses the

@@ -291,7 +291,60 @@ pub struct User {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_hash: Option<PasswordHash>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sudo: Option<SudoRule>,
+    pub sudo: Option<Sudo>,
+}
+
+/// The rule `sudo: true` stands for, as cloud-init's and Airship's users mean it.
+pub const PASSWORDLESS_SUDO: &str = "ALL=(ALL) NOPASSWD:ALL";
+
+/// A user's `sudo:`: `true` is passwordless sudo for every command, `false`
+/// none (a child profile can turn a parent's off), a string a sudoers rule
+/// written after the user name (`ALL=(ALL) ALL`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sudo {
+    Allowed(bool),
+    Rule(SudoRule),
+}
+
+impl Sudo {
+    /// The text written after the user name in sudoers, if any.
+    pub fn rule(&self) -> Option<&str> {
+        match self {
+            Sudo::Allowed(true) => Some(PASSWORDLESS_SUDO),
+            Sudo::Allowed(false) => None,
+            Sudo::Rule(rule) => Some(rule.as_str()),
+        }
+    }
+}
+
+impl Serialize for Sudo {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Sudo::Allowed(allowed) => s.serialize_bool(*allowed),
+            Sudo::Rule(rule) => rule.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Sudo {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Sudo;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true, false or a sudoers rule such as 'ALL=(ALL) ALL'")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Sudo, E> {
+                Ok(Sudo::Allowed(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Sudo, E> {
+                SudoRule::try_from(v.to_string())
+                    .map(Sudo::Rule)
+                    .map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A sysctl value: a number or a string (`"4096 87380 6291456"`).
