@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod formats;
+pub mod netconfig;
 pub mod osconfig;
 pub mod pipeline;
 pub mod profile;

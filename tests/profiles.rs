@@ -772,3 +772,94 @@ fn sudo_takes_a_boolean_or_a_rule_and_nothing_else() {
     let stderr = assert_one_line_error(&out, "profiles/admins.yaml:2", "users[0].sudo");
     assert!(stderr.contains("true, false or a sudoers rule"), "{stderr}");
 }
+
+#[test]
+fn a_hosts_network_data_reaches_the_seed_in_the_form_its_datasource_reads() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "site/node-1/network_data.json",
+        r#"{"links": [{"id": "eno1", "type": "phy", "ethernet_mac_address": "52:54:00:12:34:56"},
+                      {"id": "eno1.41", "type": "vlan", "vlan_link": "eno1", "vlan_id": 41}],
+            "networks": [{"id": "oam", "link": "eno1.41", "type": "ipv4", "ip_address": "10.23.25.101",
+                          "netmask": "255.255.255.0",
+                          "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "10.23.25.1"}]}],
+            "services": [{"type": "dns", "address": "10.23.25.2"}]}"#,
+    );
+    // The config drive gets the file as written.
+    let drive = sandbox.render_json(&[
+        "-p",
+        "ephemeral",
+        "--network-data",
+        "site/node-1/network_data.json",
+    ]);
+    let json = drive["host"]["configdrive"]["network_data_json"]
+        .as_str()
+        .unwrap();
+    assert!(json.contains("\"vlan_id\": 41"), "{json}");
+    // A NoCloud host gets the same network as netplan v2.
+    let nocloud = sandbox.render_json(&[
+        "-p",
+        "base",
+        "--network-data",
+        "site/node-1/network_data.json",
+    ]);
+    let yaml = nocloud["host"]["nocloud"]["network_config"]
+        .as_str()
+        .unwrap();
+    let plan = osforge::netconfig::Netplan::parse(yaml).unwrap();
+    assert_eq!(plan.vlans["eno1.41"].addresses, vec!["10.23.25.101/24"]);
+    assert_eq!(plan.vlans["eno1.41"].link.as_deref(), Some("eno1"));
+
+    // A netplan file that names interfaces by glob cannot become a config drive.
+    sandbox.write(
+        "site/node-2/network-config",
+        "version: 2\nethernets:\n  all:\n    match: {name: \"en*\"}\n    dhcp4: true\n",
+    );
+    let out = sandbox.osforge(&[
+        "render",
+        "-p",
+        "ephemeral",
+        "--network-data",
+        "site/node-2/network-config",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "--network-data: ethernets.all.match.macaddress: a config drive names interfaces by MAC"
+        ),
+        "{stderr}"
+    );
+
+    sandbox.write(
+        "site/node-3/network_data.json",
+        r#"{"links": [{"id": "a", "type": "phy", "ethernet_mac_address": "52:54:00:12:34:5"}]}"#,
+    );
+    let out = sandbox.osforge(&[
+        "render",
+        "-p",
+        "ephemeral",
+        "--network-data",
+        "site/node-3/network_data.json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("site/node-3/network_data.json: links[0].ethernet_mac_address: '52:54:00:12:34:5' is not a MAC address"), "{stderr}");
+}
+
+#[test]
+fn a_hosts_own_user_data_replaces_the_template_and_is_checked() {
+    let sandbox = Sandbox::new();
+    sandbox.write("site/user-data", "#cloud-config\nruncmd: [echo site]\n");
+    let rendered = sandbox.render_json(&["-p", "ephemeral", "--user-data", "site/user-data"]);
+    assert_eq!(
+        rendered["host"]["configdrive"]["user_data"],
+        "#cloud-config\nruncmd: [echo site]\n"
+    );
+    sandbox.write("site/bad-user-data", "runcmd: [echo site]\n");
+    let out = sandbox.osforge(&["render", "-p", "base", "--user-data", "site/bad-user-data"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--user-data: site/bad-user-data: user-data starts with 'runcmd: [echo site]', not a cloud-init header"), "{stderr}");
+}

@@ -30,6 +30,13 @@ pub struct Args {
     /// Kernel parameters to add to the profile's command line.
     #[arg(long, value_name = "ARGS")]
     pub cmdline_append: Option<String>,
+    /// The host's network: OpenStack network_data.json or netplan v2
+    /// network-config, checked and written in the form the datasource reads.
+    #[arg(long, value_name = "FILE")]
+    pub network_data: Option<PathBuf>,
+    /// The host's user-data, used as written instead of the profile's template.
+    #[arg(long, value_name = "FILE")]
+    pub user_data: Option<PathBuf>,
     /// Debian mirror for the bootstrap (default: the profile's, else mmdebstrap's own).
     #[arg(long, value_name = "URL")]
     pub mirror: Option<String>,
@@ -70,6 +77,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             );
         }
     }
+    let host_files =
+        profile::HostFiles::load(args.network_data.as_deref(), args.user_data.as_deref())
+            .map_err(|e| e.into_input_error())?;
     let name = args.name.clone().unwrap_or_else(|| profile.name.clone());
     if name.is_empty() || name.contains('/') {
         crate::bail_input!("invalid value '{name}' for '--name': expected a file name without '/'");
@@ -82,6 +92,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         types: dedup(args.types),
         output_dir: args.output,
         cmdline_append: args.cmdline_append,
+        host_files,
         mirror: args.mirror,
         network: Network {
             proxy: args.proxy,

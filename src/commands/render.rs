@@ -3,6 +3,8 @@
 //! Prints the merged profile as YAML, each rendered cloud-init file and the
 //! kernel command line, so a profile can be reviewed (or diffed) before a build.
 
+use std::path::PathBuf;
+
 use crate::cli::GlobalArgs;
 use crate::profile::{self, ProfileError, SearchPath};
 
@@ -18,6 +20,13 @@ pub struct Args {
     /// Kernel parameters to add after the profile's, checked like them.
     #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
     pub cmdline_append: Option<String>,
+    /// The host's network: OpenStack network_data.json or netplan v2
+    /// network-config, checked and written in the form the datasource reads.
+    #[arg(long, value_name = "FILE")]
+    pub network_data: Option<PathBuf>,
+    /// The host's user-data, used as written instead of the profile's template.
+    #[arg(long, value_name = "FILE")]
+    pub user_data: Option<PathBuf>,
 }
 
 fn parse_var(arg: &str) -> Result<(String, String), String> {
@@ -28,8 +37,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let search = SearchPath::from_env();
     let profile = profile::load(&args.profile, &search, &args.vars)
         .map_err(ProfileError::into_input_error)?;
+    let files = profile::HostFiles::load(args.network_data.as_deref(), args.user_data.as_deref())
+        .map_err(ProfileError::into_input_error)?;
     let host = profile
-        .render_host_appending(args.cmdline_append.as_deref())
+        .render_host_with(args.cmdline_append.as_deref(), &files)
         .map_err(ProfileError::into_input_error)?;
     if global.json {
         let value = serde_json::json!({ "profile": profile, "host": host });

@@ -24,7 +24,7 @@ use crate::artifacts::disk;
 use crate::artifacts::live_iso::{self, LiveIso, Seed};
 use crate::formats::Progress;
 use crate::formats::squashfs::{self, SquashfsWriter, source::DirectorySource};
-use crate::profile::{HostRender, Profile, SearchPath};
+use crate::profile::{HostFiles, HostRender, Profile, SearchPath};
 use crate::rootfs::{self, Network};
 use crate::util::output::AtomicOutput;
 use crate::util::progress::Bar;
@@ -87,6 +87,8 @@ pub struct BuildRequest {
     /// The artifacts' file name without extension (default: the profile name).
     pub name: String,
     pub cmdline_append: Option<String>,
+    /// The host's own network and user-data files (`--network-data`, `--user-data`).
+    pub host_files: HostFiles,
     pub mirror: Option<String>,
     pub network: Network,
     pub rebuild: bool,
@@ -170,7 +172,7 @@ pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport>
 /// fail before minutes of bootstrapping, and leave nothing behind.
 fn render_host(req: &BuildRequest) -> anyhow::Result<HostRender> {
     req.profile
-        .render_host_appending(req.cmdline_append.as_deref())
+        .render_host_with(req.cmdline_append.as_deref(), &req.host_files)
         .map_err(|e| e.into_input_error())
 }
 

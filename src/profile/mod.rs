@@ -54,7 +54,7 @@ pub use model::{
     LoadedFile, OsConfig, OsInputs, Profile, Repo, RepoInputs, RootfsInputs, SquashfsSettings,
     Template,
 };
-pub use render::{ConfigDrive, HostRender, NoCloudSeed, derived_uuid};
+pub use render::{ConfigDrive, HostFiles, HostRender, NoCloudSeed, derived_uuid};
 pub use schema::{
     AbsPath, AccountName, Arch, Component, Datasource, Description, Directory, DistroName,
     Hostname, KernelModules, Limit, LimitDomain, LimitItem, LimitType, LimitValue, Locale, Mode,

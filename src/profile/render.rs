@@ -13,6 +13,9 @@
 //! renders broken YAML fails here, naming the template, not on the booted host.
 
 use std::error::Error as _;
+use std::path::{Path, PathBuf};
+
+use crate::netconfig::{HostNetwork, NetError};
 
 use super::cmdline::{KernelCmdline, check_param};
 use super::error::{KeyPath, ProfileError, SourceLocation, one_line};
@@ -64,6 +67,18 @@ impl HostRender {
             })
     }
 
+    /// Uses a site's network file: as written when it is already in the
+    /// datasource's format, converted otherwise.
+    pub fn use_network(&mut self, network: &HostNetwork) -> Result<(), NetError> {
+        if let Some(seed) = &mut self.nocloud {
+            seed.network_config = Some(network.network_config()?);
+        }
+        if let Some(drive) = &mut self.configdrive {
+            drive.network_data_json = Some(network.network_data_json()?);
+        }
+        Ok(())
+    }
+
     /// The seed files with their paths on the seed volume.
     pub fn seed_files(&self) -> Vec<(&'static str, &str)> {
         let mut files = Vec::new();
@@ -97,6 +112,41 @@ enum Shape {
     JsonObject,
 }
 
+/// What a site gives one host beside its variables: its own network
+/// configuration and user-data files, used instead of the profile's templates.
+#[derive(Debug, Clone, Default)]
+pub struct HostFiles {
+    /// `network_data.json` or netplan v2, turned into what the datasource reads.
+    pub network: Option<HostNetwork>,
+    /// A user-data file as written (`#cloud-config`, a script, multipart).
+    pub user_data: Option<(PathBuf, String)>,
+}
+
+impl HostFiles {
+    /// Reads `--network-data` and `--user-data` files; errors name the flag and file.
+    pub fn load(
+        network: Option<&Path>,
+        user_data: Option<&Path>,
+    ) -> Result<HostFiles, ProfileError> {
+        let invalid = |flag: &str, message: String| ProfileError::InvalidArgument {
+            flag: flag.into(),
+            message,
+        };
+        let network = network
+            .map(HostNetwork::load)
+            .transpose()
+            .map_err(|e| invalid("--network-data", e.to_string()))?;
+        let user_data = user_data
+            .map(|path| {
+                std::fs::read_to_string(path)
+                    .map(|text| (path.to_path_buf(), text))
+                    .map_err(|e| invalid("--user-data", format!("{}: {e}", path.display())))
+            })
+            .transpose()?;
+        Ok(HostFiles { network, user_data })
+    }
+}
+
 impl Profile {
     /// [`Profile::render_host`], then `--cmdline-append`'s parameters after the
     /// profile's, checked like them: what every command that takes a profile
@@ -105,9 +155,38 @@ impl Profile {
         &self,
         cmdline_append: Option<&str>,
     ) -> Result<HostRender, ProfileError> {
+        self.render_host_with(cmdline_append, &HostFiles::default())
+    }
+
+    /// [`Profile::render_host_appending`] with a host's own files in place of
+    /// the profile's network and user-data templates.
+    pub fn render_host_with(
+        &self,
+        cmdline_append: Option<&str>,
+        files: &HostFiles,
+    ) -> Result<HostRender, ProfileError> {
         let mut host = self.render_host()?;
         if let Some(extra) = cmdline_append {
             host.append_cmdline(extra)?;
+        }
+        if let Some(network) = &files.network {
+            host.use_network(network)
+                .map_err(|e| ProfileError::InvalidArgument {
+                    flag: "--network-data".into(),
+                    message: e.to_string(),
+                })?;
+        }
+        if let Some((path, text)) = &files.user_data {
+            check_shape(text, Shape::UserData).map_err(|m| ProfileError::InvalidArgument {
+                flag: "--user-data".into(),
+                message: format!("{}: {}", path.display(), m.replace("rendered ", "")),
+            })?;
+            if let Some(seed) = &mut host.nocloud {
+                seed.user_data = text.clone();
+            }
+            if let Some(drive) = &mut host.configdrive {
+                drive.user_data = text.clone();
+            }
         }
         Ok(host)
     }
