@@ -48,6 +48,8 @@ pub enum Command {
     Profiles(commands::profiles::Args),
     /// Show a profile merged, its cloud-init files and kernel command line rendered.
     Render(commands::render::Args),
+    /// Write osforge profiles from an Airship image-builder manifests tree.
+    ImportAirship(commands::import_airship::Args),
 }
 
 /// Turns clap's multi-line error into the one line osforge prints for every bad input:

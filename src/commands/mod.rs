@@ -4,6 +4,7 @@
 pub mod build;
 pub mod disk;
 pub mod fat;
+pub mod import_airship;
 pub mod iso;
 pub mod profiles;
 pub mod qcow2;
@@ -22,6 +23,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fat(args) => fat::run(args, &cli.global),
         Command::Profiles(args) => profiles::run(args, &cli.global),
         Command::Render(args) => render::run(args, &cli.global),
+        Command::ImportAirship(args) => import_airship::run(args, &cli.global),
     }
 }
 
