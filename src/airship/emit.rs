@@ -252,7 +252,9 @@ pub(crate) fn render(header: &Header, parts: &Parts) -> String {
     if let Some(c) = &parts.squashfs_compression {
         let _ = write!(
             y,
-            "\niso:\n  squashfs:\n    # {}\n    compression: {}\n",
+            "\niso:\n  squashfs:\n    # {}\n    compression: {}\n    \
+             # The inherited level is for zstd; null: this compressor's default.\n    \
+             level: null\n",
             c.from,
             quote(&c.value)
         );

@@ -62,8 +62,7 @@ pub(crate) fn map(f: &VarsFile) -> Result<Parts, ImportError> {
                     parts.arch = Some(sourced(arch, f.from(node)));
                 }
             }
-            key if f.was_referenced(key) => {}
-            _ => f.unmapped(node, NO_EQUIVALENT),
+            _ => f.defer_unknown(node, NO_EQUIVALENT),
         }
     }
     Ok(parts)

@@ -64,12 +64,11 @@ pub(crate) fn map(f: &VarsFile, level: Level) -> Result<Routed, ImportError> {
             "systemd" => routed(f, node, level, &mut out, unit)?,
             "file_permissions" => {}
             "banners" => banners(f, node, &mut out.common)?,
-            key if f.was_referenced(key) => {}
             "user_scripts" | "buildtime_user_scripts" | "runtime_user_scripts" => f.unmapped(
                 node,
                 "osforge runs no scripts in the image; the configuration is declarative",
             ),
-            _ => f.unmapped(node, NO_EQUIVALENT),
+            _ => f.defer_unknown(node, NO_EQUIVALENT),
         }
     }
     // After files and directories, which the permissions may apply to.

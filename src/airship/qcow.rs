@@ -55,8 +55,7 @@ pub(crate) fn map(f: &VarsFile) -> Result<QcowVars, ImportError> {
             "qcow_container_runtime_scripts" => {
                 f.unmapped(node, "osforge runs no scripts in the image; the configuration is declarative")
             }
-            key if f.was_referenced(key) => {}
-            _ => f.unmapped(node, NO_EQUIVALENT),
+            _ => f.defer_unknown(node, NO_EQUIVALENT),
         }
     }
     Ok(out)

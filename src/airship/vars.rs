@@ -29,6 +29,9 @@ pub(crate) struct VarsFile {
     vars: BTreeMap<String, String>,
     used_vars: RefCell<BTreeSet<String>>,
     unmapped: RefCell<Vec<Unmapped>>,
+    /// Top-level keys no mapping took, with the reason: reported at the end
+    /// unless a `{{ name }}` reference used them meanwhile.
+    unknown: RefCell<Vec<(KeyPath, String)>>,
 }
 
 impl VarsFile {
@@ -55,6 +58,7 @@ impl VarsFile {
             vars,
             used_vars: RefCell::new(BTreeSet::new()),
             unmapped: RefCell::new(Vec::new()),
+            unknown: RefCell::new(Vec::new()),
         })
     }
 
@@ -65,9 +69,12 @@ impl VarsFile {
         }
     }
 
-    /// Whether a top-level key was only read as a `{{ name }}` reference.
-    pub fn was_referenced(&self, key: &str) -> bool {
-        self.used_vars.borrow().contains(key)
+    /// A top-level key no mapping takes: reported by [`Self::take_unmapped`]
+    /// unless another value refers to it (`{{ k8s_version }}`), wherever that is.
+    pub fn defer_unknown(&self, node: &Node, reason: &str) {
+        self.unknown
+            .borrow_mut()
+            .push((node.origin.path.clone(), reason.to_string()));
     }
 
     /// `file: key.path` for the comment beside a mapped value.
@@ -93,6 +100,12 @@ impl VarsFile {
     }
 
     pub fn take_unmapped(&self) -> Vec<Unmapped> {
+        let used = self.used_vars.borrow();
+        for (key, reason) in self.unknown.borrow_mut().drain(..) {
+            if !used.contains(&key.to_string()) {
+                self.unmapped_at(&key, reason);
+            }
+        }
         std::mem::take(&mut self.unmapped.borrow_mut())
     }
 
@@ -255,7 +268,7 @@ mod tests {
         let f = file("k8s_version: 1.21.2-00\npkgs: ['kubelet={{ k8s_version }}', '{{ other }}']\n");
         let items = f.list(f.root.get("pkgs").unwrap()).unwrap();
         assert_eq!(f.text(&items[0]).unwrap().as_deref(), Some("kubelet=1.21.2-00"));
-        assert!(f.was_referenced("k8s_version"));
+        f.defer_unknown(f.root.get("k8s_version").unwrap(), "unused");
         assert_eq!(f.text(&items[1]).unwrap(), None);
         let unmapped = f.take_unmapped();
         assert_eq!(unmapped.len(), 1);
