@@ -357,7 +357,7 @@ fn flow(items: &[String]) -> String {
 pub(crate) fn quote(text: &str) -> String {
     let plain_chars = text
         .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "_./@+-".contains(c));
+        .all(|c| c.is_ascii_alphanumeric() || "_./@+=-".contains(c));
     let first_ok = text
         .chars()
         .next()
@@ -412,6 +412,7 @@ mod tests {
             "0644",
             "12",
             "console=ttyS0,115200n8",
+            "hugepagesz=1G",
             "a: b",
             "# not a comment",
             "* soft",

@@ -52,7 +52,7 @@ pub(crate) fn map(f: &VarsFile) -> Result<Parts, ImportError> {
             "unapproved_packages" => {
                 for item in f.list(node)? {
                     if let Some(name) = f.text(item)? {
-                        push_package(f, item, format!("{name}-"), &mut parts)?;
+                        push_package(item, format!("{name}-"), f.from(item), &mut parts)?;
                     }
                 }
             }
@@ -72,22 +72,17 @@ fn package(f: &VarsFile, node: &Node, parts: &mut Parts) -> Result<(), ImportErr
     let Some(name) = f.text(node)? else {
         return Ok(());
     };
-    let name = match KERNEL_NAMES.iter().find(|(ubuntu, _)| *ubuntu == name) {
-        Some((_, debian)) => debian.to_string(),
-        None => name,
-    };
-    push_package(f, node, name, parts)
+    match KERNEL_NAMES.iter().find(|(ubuntu, _)| *ubuntu == name) {
+        Some((_, debian)) => {
+            let from = format!("{} ({name}, as Debian names it)", f.from(node));
+            push_package(node, debian.to_string(), from, parts)
+        }
+        None => push_package(node, name, f.from(node), parts),
+    }
 }
 
-fn push_package(f: &VarsFile, node: &Node, name: String, parts: &mut Parts) -> Result<(), ImportError> {
+fn push_package(node: &Node, name: String, from: String, parts: &mut Parts) -> Result<(), ImportError> {
     Package::try_from(name.clone()).map_err(|e| invalid(node, e))?;
-    let mut from = f.from(node);
-    if let Some(text) = super::vars::scalar_text(node)
-        && text != name
-        && !name.ends_with('-')
-    {
-        from = format!("{from} ({text}, as Debian names it)");
-    }
     parts.packages.push(sourced(name, from));
     Ok(())
 }
