@@ -256,27 +256,53 @@ fn manifests(root: &Path) -> PathBuf {
     let m = root.join("manifests");
     write(&m, "rootfs/osconfig-vars.yaml", ROOTFS_OSCONFIG);
     write(&m, "rootfs/multistrap-vars.yaml", MULTISTRAP);
-    write(&m, "rootfs/livecdcontent-vars.yaml", "mksquashfs_compression: lz4\nmksquashfs_threads: 4\n");
+    write(
+        &m,
+        "rootfs/livecdcontent-vars.yaml",
+        "mksquashfs_compression: lz4\nmksquashfs_threads: 4\n",
+    );
     write(
         &m,
         "qcow-bundle-k8s/control-plane/qcow-vars.yaml",
-        &format!("qcow_capacity: 19G\nqcow_compress: true\nimg_name: control-plane.qcow2\n{DEFAULT_PARTITIONS}"),
+        &format!(
+            "qcow_capacity: 19G\nqcow_compress: true\nimg_name: control-plane.qcow2\n{DEFAULT_PARTITIONS}"
+        ),
     );
-    write(&m, "qcow-bundle-k8s/control-plane/osconfig-vars.yaml", "sysctl:\n  - name: net.ipv4.ip_forward\n    value: '1'\n");
+    write(
+        &m,
+        "qcow-bundle-k8s/control-plane/osconfig-vars.yaml",
+        "sysctl:\n  - name: net.ipv4.ip_forward\n    value: '1'\n",
+    );
     write(
         &m,
         "qcow-bundle-k8s/data-plane/qcow-vars.yaml",
         &format!("qcow_capacity: 19G\n{DEFAULT_PARTITIONS}"),
     );
-    write(&m, "qcow-bundle-k8s/data-plane/osconfig-vars.yaml", DATA_PLANE_OSCONFIG);
-    write(&m, "qcow-bundle-storage/storage/qcow-vars.yaml", STORAGE_QCOW_VARS);
-    write(&m, "qcow-bundle-storage/misordered/qcow-vars.yaml", MISORDERED_QCOW_VARS);
+    write(
+        &m,
+        "qcow-bundle-k8s/data-plane/osconfig-vars.yaml",
+        DATA_PLANE_OSCONFIG,
+    );
+    write(
+        &m,
+        "qcow-bundle-storage/storage/qcow-vars.yaml",
+        STORAGE_QCOW_VARS,
+    );
+    write(
+        &m,
+        "qcow-bundle-storage/misordered/qcow-vars.yaml",
+        MISORDERED_QCOW_VARS,
+    );
     write(
         &m,
         "iso/network_data.json",
         r#"{"links": [{"id": "eth0", "type": "phy", "ethernet_mac_address": "52:54:00:12:34:56"}], "networks": [{"id": "n0", "link": "eth0", "type": "ipv4_dhcp"}], "services": []}"#,
     );
-    write(&m, "iso/user_data", "#cloud-config\nruncmd:\n  - echo '{{ not a template }}'\n");
+    write(
+        &m,
+        "iso/user_data",
+        "#cloud-config\nruncmd:\n  - echo '{{ not a template }}'\n",
+    );
     write(&m, "scripts/qcow/10-tune.sh", "#!/bin/sh\ntrue\n");
     m
 }
@@ -286,11 +312,19 @@ fn import(manifests: &Path, out: &Path, json: bool) -> Output {
     if json {
         cmd.arg("--json");
     }
-    cmd.arg("import-airship").arg(manifests).arg(out).output().unwrap()
+    cmd.arg("import-airship")
+        .arg(manifests)
+        .arg(out)
+        .output()
+        .unwrap()
 }
 
 fn render(profile: &Path) -> serde_json::Value {
-    let out = run_ok(osforge().args(["--json", "render", "--profile"]).arg(profile));
+    let out = run_ok(
+        osforge()
+            .args(["--json", "render", "--profile"])
+            .arg(profile),
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -341,17 +375,57 @@ fn every_key_osforge_cannot_map_is_listed_with_its_file_and_key_path() {
             .any(|(f, k, r)| f == file && k == key && r.contains(reason))
     };
     for (file, key, reason) in [
-        ("qcow-bundle-k8s/data-plane/osconfig-vars.yaml", "kdump_tools.foo", "no equivalent"),
-        ("rootfs/osconfig-vars.yaml", "grub.GRUB_TIMEOUT", "own GRUB configuration"),
+        (
+            "qcow-bundle-k8s/data-plane/osconfig-vars.yaml",
+            "kdump_tools.foo",
+            "no equivalent",
+        ),
+        (
+            "rootfs/osconfig-vars.yaml",
+            "grub.GRUB_TIMEOUT",
+            "own GRUB configuration",
+        ),
         ("rootfs/osconfig-vars.yaml", "kubelet", "no equivalent"),
-        ("rootfs/osconfig-vars.yaml", "file_permissions[1]", "/etc/shadow"),
-        ("rootfs/multistrap-vars.yaml", "repos[0]", "Ubuntu and cannot build a Debian image; its packages are not installed: vim"),
-        ("rootfs/multistrap-vars.yaml", "repos[1].keyring_url", "key_file"),
-        ("rootfs/livecdcontent-vars.yaml", "mksquashfs_threads", "--jobs"),
-        ("qcow-bundle-k8s/control-plane/qcow-vars.yaml", "partitions[2].filesystem.fstab.fsck", "osforge writes 2"),
-        ("qcow-bundle-storage/misordered/qcow-vars.yaml", "partitions[2].mount_order", "parents first"),
-        ("qcow-bundle-storage/storage/qcow-vars.yaml", "partitions[4].filesystem.type", "xfs"),
-        ("qcow-bundle-storage/storage/qcow-vars.yaml", "qcow_container_runtime_scripts", "no scripts"),
+        (
+            "rootfs/osconfig-vars.yaml",
+            "file_permissions[1]",
+            "/etc/shadow",
+        ),
+        (
+            "rootfs/multistrap-vars.yaml",
+            "repos[0]",
+            "Ubuntu and cannot build a Debian image; its packages are not installed: vim",
+        ),
+        (
+            "rootfs/multistrap-vars.yaml",
+            "repos[1].keyring_url",
+            "key_file",
+        ),
+        (
+            "rootfs/livecdcontent-vars.yaml",
+            "mksquashfs_threads",
+            "--jobs",
+        ),
+        (
+            "qcow-bundle-k8s/control-plane/qcow-vars.yaml",
+            "partitions[2].filesystem.fstab.fsck",
+            "osforge writes 2",
+        ),
+        (
+            "qcow-bundle-storage/misordered/qcow-vars.yaml",
+            "partitions[2].mount_order",
+            "parents first",
+        ),
+        (
+            "qcow-bundle-storage/storage/qcow-vars.yaml",
+            "partitions[4].filesystem.type",
+            "xfs",
+        ),
+        (
+            "qcow-bundle-storage/storage/qcow-vars.yaml",
+            "qcow_container_runtime_scripts",
+            "no scripts",
+        ),
         ("scripts/qcow/10-tune.sh", "", "no scripts"),
         (
             "qcow-bundle-storage/misordered/qcow-vars.yaml",
@@ -359,7 +433,10 @@ fn every_key_osforge_cannot_map_is_listed_with_its_file_and_key_path() {
             "this one starts at 1MiB, not 1284MiB",
         ),
     ] {
-        assert!(has(file, key, reason), "{file}: {key} ({reason}) missing from {list:#?}");
+        assert!(
+            has(file, key, reason),
+            "{file}: {key} ({reason}) missing from {list:#?}"
+        );
     }
     assert!(
         !list.iter().any(|(f, k, _)| k.contains("k8s_version")
@@ -417,13 +494,37 @@ fn the_data_plane_renders_airships_kernel_parameters_and_its_settings() {
         .iter()
         .map(|p| p.as_str().unwrap())
         .collect();
-    for p in ["jq", "kubectl=1.21.2-00", "linux-image-amd64", "kdump-tools", "site-agent", "unattended-upgrades-"] {
+    for p in [
+        "jq",
+        "kubectl=1.21.2-00",
+        "linux-image-amd64",
+        "kdump-tools",
+        "site-agent",
+        "unattended-upgrades-",
+    ] {
         assert!(packages.contains(&p), "{p} missing from {packages:?}");
     }
-    assert!(!packages.contains(&"vim"), "the Ubuntu repository's packages are reported, not installed");
+    assert!(
+        !packages.contains(&"vim"),
+        "the Ubuntu repository's packages are reported, not installed"
+    );
     let serialized = profile.to_string();
-    for needle in ["/opt/site/hello.sh", "/etc/systemd/system/sample.service", "/etc/issue", "/etc/issue.net", "/etc/update-motd.d/00-motd", "/etc/qcow-only.conf", "sample.service", "br_netfilter", "krbd", "nofile"] {
-        assert!(serialized.contains(needle), "{needle} missing from the rendered profile");
+    for needle in [
+        "/opt/site/hello.sh",
+        "/etc/systemd/system/sample.service",
+        "/etc/issue",
+        "/etc/issue.net",
+        "/etc/update-motd.d/00-motd",
+        "/etc/qcow-only.conf",
+        "sample.service",
+        "br_netfilter",
+        "krbd",
+        "nofile",
+    ] {
+        assert!(
+            serialized.contains(needle),
+            "{needle} missing from the rendered profile"
+        );
     }
     // file_permissions landed on the file written by the same Airship file.
     let hello = profile["os"]["files"]
@@ -442,7 +543,10 @@ fn the_data_plane_renders_airships_kernel_parameters_and_its_settings() {
     assert!(!iso_profile.contains("/etc/qcow-only.conf"));
     assert_eq!(iso["profile"]["iso"]["squashfs"]["compression"], "lz4");
     let seed = iso["host"].to_string();
-    assert!(seed.contains("{{ not a template }}"), "user_data carried verbatim: {seed}");
+    assert!(
+        seed.contains("{{ not a template }}"),
+        "user_data carried verbatim: {seed}"
+    );
     assert!(seed.contains("52:54:00:12:34:56"), "{seed}");
 }
 
@@ -479,7 +583,12 @@ fn a_200g_layout_keeps_its_data_partitions_sizes_and_order() {
     ];
     assert_eq!(
         parts,
-        expected.map(|(n, s, t, m)| (n.to_string(), s.to_string(), t.to_string(), m.map(str::to_string)))
+        expected.map(|(n, s, t, m)| (
+            n.to_string(),
+            s.to_string(),
+            t.to_string(),
+            m.map(str::to_string)
+        ))
     );
 }
 
@@ -528,10 +637,19 @@ fn a_disk_from_the_imported_control_plane_has_airships_partition_table() {
         (4, "0FC63DAF-8483-4772-8E79-3D69D8477DE4"),
     ] {
         let info = String::from_utf8(
-            run_ok(Command::new("sgdisk").arg("-i").arg(n.to_string()).arg(&raw)).stdout,
+            run_ok(
+                Command::new("sgdisk")
+                    .arg("-i")
+                    .arg(n.to_string())
+                    .arg(&raw),
+            )
+            .stdout,
         )
         .unwrap();
-        assert!(info.contains(&format!("Partition GUID code: {guid}")), "partition {n}: {info}");
+        assert!(
+            info.contains(&format!("Partition GUID code: {guid}")),
+            "partition {n}: {info}"
+        );
     }
     let verify = run_ok(Command::new("sgdisk").arg("-v").arg(&raw));
     assert!(String::from_utf8_lossy(&verify.stdout).contains("No problems found"));
@@ -575,7 +693,9 @@ fn bad_input_is_one_line_naming_the_file_and_key_with_exit_code_2() {
         let stderr = String::from_utf8(out.stderr).unwrap();
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         let line = stderr.trim_end();
-        let at = line.find("manifests/").map(|i| &line[i + "manifests/".len()..]);
+        let at = line
+            .find("manifests/")
+            .map(|i| &line[i + "manifests/".len()..]);
         assert!(
             at.is_some_and(|rest| rest.starts_with(expected)),
             "expected '{expected}' in: {line}"

@@ -196,7 +196,9 @@ pub(crate) fn render(header: &Header, parts: &Parts) -> String {
             flow(&r.components)
         )
     });
-    section(&mut y, "packages", &parts.packages, |p| format!("- {}", quote(p)));
+    section(&mut y, "packages", &parts.packages, |p| {
+        format!("- {}", quote(p))
+    });
     section(&mut y, "users", &parts.users, |u| {
         let mut fields = vec![format!("name: {}", quote(&u.name))];
         if let Some(uid) = u.uid {
@@ -218,7 +220,9 @@ pub(crate) fn render(header: &Header, parts: &Parts) -> String {
     });
     if !parts.modules_load.is_empty() || !parts.modules_blacklist.is_empty() {
         y.push_str("\nkernel_modules:\n");
-        subsection(&mut y, "load", &parts.modules_load, |m| format!("- {}", quote(m)));
+        subsection(&mut y, "load", &parts.modules_load, |m| {
+            format!("- {}", quote(m))
+        });
         subsection(&mut y, "blacklist", &parts.modules_blacklist, |m| {
             format!("- {}", quote(m))
         });
@@ -236,17 +240,27 @@ pub(crate) fn render(header: &Header, parts: &Parts) -> String {
     section(&mut y, "directories", &parts.directories, path_entry);
     if !parts.enable.is_empty() || !parts.mask.is_empty() {
         y.push_str("\nsystemd:\n");
-        subsection(&mut y, "enable", &parts.enable, |u| format!("- {}", quote(u)));
+        subsection(&mut y, "enable", &parts.enable, |u| {
+            format!("- {}", quote(u))
+        });
         subsection(&mut y, "mask", &parts.mask, |u| format!("- {}", quote(u)));
     }
     if !parts.cmdline.is_empty() {
         y.push_str("\nkernel:\n");
-        subsection(&mut y, "cmdline", &parts.cmdline, |p| format!("- {}", quote(p)));
+        subsection(&mut y, "cmdline", &parts.cmdline, |p| {
+            format!("- {}", quote(p))
+        });
     }
     if !parts.cloud_init.is_empty() {
         y.push_str("\ncloud_init:\n");
         for c in &parts.cloud_init {
-            let _ = write!(y, "  # {}\n  {}: {}\n", c.from, c.value.0, quote(&c.value.1));
+            let _ = write!(
+                y,
+                "  # {}\n  {}: {}\n",
+                c.from,
+                c.value.0,
+                quote(&c.value.1)
+            );
         }
     }
     if let Some(c) = &parts.squashfs_compression {
@@ -383,7 +397,10 @@ fn block(content: &str, indent: &str) -> String {
             .chars()
             .any(|c| (c.is_control() && c != '\n' && c != '\t') || c == '\u{feff}');
     if !fits {
-        return format!("{}\n", serde_json::to_string(content).expect("strings serialise"));
+        return format!(
+            "{}\n",
+            serde_json::to_string(content).expect("strings serialise")
+        );
     }
     let mut s = String::from("|\n");
     for line in content.lines() {
@@ -447,14 +464,24 @@ mod tests {
             };
             let doc = format!("files:\n{}\n", indent_all(&path_entry(&e)));
             let v = reads_back(&doc);
-            assert_eq!(v["files"][0]["content"], serde_json::json!(content), "{doc}");
+            assert_eq!(
+                v["files"][0]["content"],
+                serde_json::json!(content),
+                "{doc}"
+            );
             assert_eq!(v["files"][0]["mode"], "0644");
         }
     }
 
     fn indent_all(text: &str) -> String {
         text.lines()
-            .map(|l| if l.is_empty() { String::new() } else { format!("  {l}") })
+            .map(|l| {
+                if l.is_empty() {
+                    String::new()
+                } else {
+                    format!("  {l}")
+                }
+            })
             .collect::<Vec<_>>()
             .join("\n")
     }

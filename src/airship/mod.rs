@@ -41,7 +41,13 @@ pub const ROOTFS_PROFILE: &str = "airship-rootfs";
 pub const ISO_PROFILE: &str = "airship-ephemeral";
 /// Names an image may not take: they would hide a profile the imported ones
 /// inherit (a parent is looked up in the child's own directory first).
-const RESERVED_NAMES: [&str; 5] = ["base", "qcow2-host", "ephemeral", ROOTFS_PROFILE, ISO_PROFILE];
+const RESERVED_NAMES: [&str; 5] = [
+    "base",
+    "qcow2-host",
+    "ephemeral",
+    ROOTFS_PROFILE,
+    ISO_PROFILE,
+];
 
 /// A key osforge could not carry over, and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -58,7 +64,11 @@ impl std::fmt::Display for Unmapped {
         if self.key.is_empty() {
             write!(f, "{}: not mapped: {}", self.file, self.reason)
         } else {
-            write!(f, "{}: {}: not mapped: {}", self.file, self.key, self.reason)
+            write!(
+                f,
+                "{}: {}: not mapped: {}",
+                self.file, self.key, self.reason
+            )
         }
     }
 }
@@ -108,7 +118,12 @@ struct Layout {
 pub fn import(dir: &Path) -> Result<Import, ImportError> {
     let layout = find_layout(dir)?;
     let mut unmapped = Vec::new();
-    let rel = |p: &Path| p.strip_prefix(&layout.root).unwrap_or(p).display().to_string();
+    let rel = |p: &Path| {
+        p.strip_prefix(&layout.root)
+            .unwrap_or(p)
+            .display()
+            .to_string()
+    };
 
     // The shared rootfs: multistrap and the rootfs osconfig.
     let rootfs_dir = layout.root.join("rootfs");
@@ -126,7 +141,11 @@ pub fn import(dir: &Path) -> Result<Import, ImportError> {
     }
     unmapped.extend(unread_files(
         &rootfs_dir,
-        &["multistrap-vars.yaml", "osconfig-vars.yaml", "livecdcontent-vars.yaml"],
+        &[
+            "multistrap-vars.yaml",
+            "osconfig-vars.yaml",
+            "livecdcontent-vars.yaml",
+        ],
         &rel,
     )?);
     let mut profiles = vec![ImportedProfile {
@@ -137,7 +156,10 @@ pub fn import(dir: &Path) -> Result<Import, ImportError> {
         text: emit::render(
             &Header {
                 comment: &[
-                    format!("Written by osforge import-airship from {}.", rel(&rootfs_dir)),
+                    format!(
+                        "Written by osforge import-airship from {}.",
+                        rel(&rootfs_dir)
+                    ),
                     "What Airship put into the rootfs every image shares: packages,".into(),
                     "repositories and the OS configuration for all run contexts.".into(),
                     "Each comment names the Airship file and key a value came from.".into(),
@@ -185,7 +207,11 @@ pub fn import(dir: &Path) -> Result<Import, ImportError> {
                 ),
             });
         }
-        unmapped.extend(unread_files(image_dir, &["osconfig-vars.yaml", "qcow-vars.yaml", "img_name"], &rel)?);
+        unmapped.extend(unread_files(
+            image_dir,
+            &["osconfig-vars.yaml", "qcow-vars.yaml", "img_name"],
+            &rel,
+        )?);
         profiles.push(ImportedProfile {
             name: name.clone(),
             kind: ProfileKind::Qcow2,
@@ -259,23 +285,35 @@ fn find_layout(dir: &Path) -> Result<Layout, ImportError> {
     let direct = images_in(dir)?;
     let (root, images) = if !direct.is_empty() {
         // A qcow-bundle folder: the manifests are its parent when that has them.
-        let parent = dir.parent().filter(|p| p.join("rootfs").is_dir() || p.join("iso").is_dir());
-        (parent.map_or_else(|| dir.to_path_buf(), Path::to_path_buf), direct)
+        let parent = dir
+            .parent()
+            .filter(|p| p.join("rootfs").is_dir() || p.join("iso").is_dir());
+        (
+            parent.map_or_else(|| dir.to_path_buf(), Path::to_path_buf),
+            direct,
+        )
     } else {
         let mut images = Vec::new();
-        for bundle in subdirs(dir)?.into_iter().filter(|d| file_name(d).starts_with("qcow-bundle")) {
+        for bundle in subdirs(dir)?
+            .into_iter()
+            .filter(|d| file_name(d).starts_with("qcow-bundle"))
+        {
             images.extend(images_in(&bundle)?);
         }
         (dir.to_path_buf(), images)
     };
     if images.is_empty() && !root.join("rootfs").is_dir() && !root.join("iso").is_dir() {
-        return Err(ImportError::NoManifests { dir: dir.to_path_buf() });
+        return Err(ImportError::NoManifests {
+            dir: dir.to_path_buf(),
+        });
     }
     for (i, (name, path)) in images.iter().enumerate() {
         if RESERVED_NAMES.contains(&name.as_str()) {
             return Err(ImportError::NameClash {
                 path: path.clone(),
-                message: format!("an image named '{name}' would hide the profile {name} the imported ones inherit; rename the folder"),
+                message: format!(
+                    "an image named '{name}' would hide the profile {name} the imported ones inherit; rename the folder"
+                ),
             });
         }
         if let Err(e) = crate::profile::Hostname::try_from(name.clone()) {
@@ -287,7 +325,10 @@ fn find_layout(dir: &Path) -> Result<Layout, ImportError> {
         if let Some((_, first)) = images[..i].iter().find(|(n, _)| n == name) {
             return Err(ImportError::NameClash {
                 path: path.clone(),
-                message: format!("a second image named '{name}' (the first is {})", first.display()),
+                message: format!(
+                    "a second image named '{name}' (the first is {})",
+                    first.display()
+                ),
             });
         }
     }
@@ -309,17 +350,27 @@ fn iso_profile(
                 match entry.key.as_str() {
                     "mksquashfs_compression" => match f.text(&entry.value)?.as_deref() {
                         Some(c @ ("gzip" | "xz" | "zstd" | "lz4")) => {
-                            parts.squashfs_compression = Some(sourced(c.to_string(), f.from(&entry.value)));
+                            parts.squashfs_compression =
+                                Some(sourced(c.to_string(), f.from(&entry.value)));
                         }
-                        Some(other) => f.unmapped(&entry.value, format!("{other}: osforge writes gzip, xz, zstd or lz4")),
+                        Some(other) => f.unmapped(
+                            &entry.value,
+                            format!("{other}: osforge writes gzip, xz, zstd or lz4"),
+                        ),
                         None => {}
                     },
-                    "mksquashfs_threads" => f.unmapped(&entry.value, "osforge compresses on every CPU (osforge build --jobs)"),
+                    "mksquashfs_threads" => f.unmapped(
+                        &entry.value,
+                        "osforge compresses on every CPU (osforge build --jobs)",
+                    ),
                     _ => f.unmapped(&entry.value, "osforge has no equivalent"),
                 }
             }
         } else {
-            f.unmapped_at(&Default::default(), "there is no iso/ folder, so no ISO profile is written");
+            f.unmapped_at(
+                &Default::default(),
+                "there is no iso/ folder, so no ISO profile is written",
+            );
         }
         unmapped.extend(f.take_unmapped());
     }
@@ -349,15 +400,22 @@ fn iso_profile(
             unmapped.push(Unmapped {
                 file: rel(&path),
                 key: String::new(),
-                reason: "it holds '{% endraw %}', which cannot be carried through a template".into(),
+                reason: "it holds '{% endraw %}', which cannot be carried through a template"
+                    .into(),
             });
             continue;
         }
         let template = PathBuf::from(ISO_PROFILE).join(format!("{file}.tera"));
         templates.push((template.clone(), format!("{{% raw %}}{text}{{% endraw %}}")));
-        parts.cloud_init.push(sourced((key, template.display().to_string()), rel(&path)));
+        parts
+            .cloud_init
+            .push(sourced((key, template.display().to_string()), rel(&path)));
     }
-    unmapped.extend(unread_files(&iso_dir, &["user_data", "network_data.json", "meta_data.json"], rel)?);
+    unmapped.extend(unread_files(
+        &iso_dir,
+        &["user_data", "network_data.json", "meta_data.json"],
+        rel,
+    )?);
     Ok(Some(ImportedProfile {
         name: ISO_PROFILE.into(),
         kind: ProfileKind::Iso,
@@ -366,7 +424,10 @@ fn iso_profile(
         text: emit::render(
             &Header {
                 comment: &[
-                    format!("Written by osforge import-airship from {}: the ephemeral ISO host.", rel(&iso_dir)),
+                    format!(
+                        "Written by osforge import-airship from {}: the ephemeral ISO host.",
+                        rel(&iso_dir)
+                    ),
                     "Its config-2 drive carries Airship's files as they are (templates that".into(),
                     "render to themselves). Build it with osforge build --type iso.".into(),
                 ],
@@ -393,7 +454,9 @@ fn scripts(dir: &Path, rel: &dyn Fn(&Path) -> String) -> Result<Vec<Unmapped>, I
                 out.push(Unmapped {
                     file: rel(&path),
                     key: String::new(),
-                    reason: "osforge runs no scripts in the image; the configuration is declarative".into(),
+                    reason:
+                        "osforge runs no scripts in the image; the configuration is declarative"
+                            .into(),
                 });
             }
         }
@@ -403,7 +466,11 @@ fn scripts(dir: &Path, rel: &dyn Fn(&Path) -> String) -> Result<Vec<Unmapped>, I
 }
 
 /// Files in `dir` the import does not read (READMEs aside).
-fn unread_files(dir: &Path, known: &[&str], rel: &dyn Fn(&Path) -> String) -> Result<Vec<Unmapped>, ImportError> {
+fn unread_files(
+    dir: &Path,
+    known: &[&str],
+    rel: &dyn Fn(&Path) -> String,
+) -> Result<Vec<Unmapped>, ImportError> {
     if !dir.is_dir() {
         return Ok(Vec::new());
     }
@@ -452,7 +519,9 @@ fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, ImportError> {
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn is_readme(path: &Path) -> bool {

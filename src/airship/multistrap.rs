@@ -81,7 +81,12 @@ fn package(f: &VarsFile, node: &Node, parts: &mut Parts) -> Result<(), ImportErr
     }
 }
 
-fn push_package(node: &Node, name: String, from: String, parts: &mut Parts) -> Result<(), ImportError> {
+fn push_package(
+    node: &Node,
+    name: String,
+    from: String,
+    parts: &mut Parts,
+) -> Result<(), ImportError> {
     Package::try_from(name.clone()).map_err(|e| invalid(node, e))?;
     parts.packages.push(sourced(name, from));
     Ok(())
@@ -112,7 +117,12 @@ fn repo(f: &VarsFile, item: &Node, parts: &mut Parts) -> Result<(), ImportError>
     };
     let packages: Vec<&Node> = match fields.get("packages") {
         // `"{{ ubuntu_packages }}"`: Airship's default list, which needs Ansible.
-        Some(node @ Node { value: Value::Str(_), .. }) => {
+        Some(
+            node @ Node {
+                value: Value::Str(_),
+                ..
+            },
+        ) => {
             f.text(node)?;
             Vec::new()
         }
@@ -165,9 +175,10 @@ fn repo(f: &VarsFile, item: &Node, parts: &mut Parts) -> Result<(), ImportError>
     };
     let at = |key: &str| fields.get(key).unwrap_or(item);
     // A repository name becomes a file name; Airship's may have spaces or capitals.
-    let repo_name = name
-        .to_ascii_lowercase()
-        .replace(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'), "-");
+    let repo_name = name.to_ascii_lowercase().replace(
+        |c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+        "-",
+    );
     RepoName::try_from(repo_name.clone()).map_err(|e| invalid(at("name"), e))?;
     Uri::try_from(source.clone()).map_err(|e| invalid(at("source"), e))?;
     Suite::try_from(suite.clone()).map_err(|e| invalid(at("suite"), e))?;
@@ -189,7 +200,10 @@ fn repo(f: &VarsFile, item: &Node, parts: &mut Parts) -> Result<(), ImportError>
     if let Some(node) = fields.get("register_repo_with_rootfs")
         && !f.bool(node)?
     {
-        f.unmapped(node, "osforge registers every repository it builds from in the image");
+        f.unmapped(
+            node,
+            "osforge registers every repository it builds from in the image",
+        );
     }
     // omitdebsrc: osforge never adds deb-src lines, so either value is what it does.
     parts.repos.push(sourced(

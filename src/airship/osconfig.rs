@@ -59,8 +59,12 @@ pub(crate) fn map(f: &VarsFile, level: Level) -> Result<Routed, ImportError> {
             "sysctl" => sysctl(f, node, &mut out.common)?,
             "limits" => limits(f, node, &mut out.common)?,
             "user_management" => routed(f, node, level, &mut out, users)?,
-            "directories" => routed(f, node, level, &mut out, |f, n, p| path_entry(f, n, p, false))?,
-            "files" => routed(f, node, level, &mut out, |f, n, p| path_entry(f, n, p, true))?,
+            "directories" => routed(f, node, level, &mut out, |f, n, p| {
+                path_entry(f, n, p, false)
+            })?,
+            "files" => routed(f, node, level, &mut out, |f, n, p| {
+                path_entry(f, n, p, true)
+            })?,
             "systemd" => routed(f, node, level, &mut out, unit)?,
             "file_permissions" => {}
             "banners" => banners(f, node, &mut out.common)?,
@@ -168,7 +172,12 @@ fn cmdline_list(f: &VarsFile, node: &Node, parts: &mut Parts) -> Result<(), Impo
     Ok(())
 }
 
-fn push_param(f: &VarsFile, node: &Node, param: String, parts: &mut Parts) -> Result<(), ImportError> {
+fn push_param(
+    f: &VarsFile,
+    node: &Node,
+    param: String,
+    parts: &mut Parts,
+) -> Result<(), ImportError> {
     check_param(&param).map_err(|e| invalid(node, format!("kernel parameter '{param}' {e}")))?;
     // osforge renders kernel parameters with tera; literal braces must not be read as tags.
     if param.contains("{{") || param.contains("{%") || param.contains("{#") {
@@ -185,7 +194,12 @@ fn kdump(f: &VarsFile, node: &Node, parts: &mut Parts) -> Result<(), ImportError
         && let Some(size) = f.text(size)?
     {
         let from = f.from(fields.get("crashkernel").expect("read above"));
-        push_param(f, fields.get("crashkernel").expect("read above"), format!("crashkernel={size}"), parts)?;
+        push_param(
+            f,
+            fields.get("crashkernel").expect("read above"),
+            format!("crashkernel={size}"),
+            parts,
+        )?;
         // The reservation is for kdump-tools' capture kernel, which Airship installed.
         parts.packages.push(sourced("kdump-tools".into(), from));
     }
@@ -198,8 +212,13 @@ fn kernel_modules(f: &VarsFile, node: &Node, parts: &mut Parts) -> Result<(), Im
         return Ok(());
     };
     let modules = f.fields(modules, &["load", "blacklist"], NO_EQUIVALENT)?;
-    for (key, list) in [("load", &mut parts.modules_load), ("blacklist", &mut parts.modules_blacklist)] {
-        let Some(node) = modules.get(key) else { continue };
+    for (key, list) in [
+        ("load", &mut parts.modules_load),
+        ("blacklist", &mut parts.modules_blacklist),
+    ] {
+        let Some(node) = modules.get(key) else {
+            continue;
+        };
         for item in f.list(node)? {
             // A name, or Airship's {name: ...}.
             let name = match &item.value {
@@ -243,7 +262,9 @@ fn sysctl(f: &VarsFile, node: &Node, parts: &mut Parts) -> Result<(), ImportErro
     }
     for (node, key, value) in pairs {
         SysctlKey::try_from(key.clone()).map_err(|e| invalid(node, e))?;
-        parts.sysctl.push(sourced((key, Scalar::from_text(&value)), f.from(node)));
+        parts
+            .sysctl
+            .push(sourced((key, Scalar::from_text(&value)), f.from(node)));
     }
     Ok(())
 }
@@ -251,16 +272,27 @@ fn sysctl(f: &VarsFile, node: &Node, parts: &mut Parts) -> Result<(), ImportErro
 fn limits(f: &VarsFile, node: &Node, parts: &mut Parts) -> Result<(), ImportError> {
     for item in f.list(node)? {
         // `name` only labels the item in Airship's task output.
-        let fields = f.fields(item, &["name", "domain", "type", "item", "value"], NO_EQUIVALENT)?;
+        let fields = f.fields(
+            item,
+            &["name", "domain", "type", "item", "value"],
+            NO_EQUIVALENT,
+        )?;
         let text = |key: &str| f.required_text(&fields, &[key]);
-        let (Some(domain), Some(kind), Some(it), Some(value)) =
-            (text("domain")?, text("type")?, text("item")?, text("value")?)
-        else {
+        let (Some(domain), Some(kind), Some(it), Some(value)) = (
+            text("domain")?,
+            text("type")?,
+            text("item")?,
+            text("value")?,
+        ) else {
             continue;
         };
         let at = |key: &str| fields.get(key).unwrap_or(item);
         LimitDomain::try_from(domain.clone()).map_err(|e| invalid(at("domain"), e))?;
-        let kind = if kind == "-" { "both".to_string() } else { kind };
+        let kind = if kind == "-" {
+            "both".to_string()
+        } else {
+            kind
+        };
         serde_json::from_value::<LimitType>(serde_json::json!(kind))
             .map_err(|_| invalid(at("type"), format!("'{kind}' is not soft, hard or -")))?;
         serde_json::from_value::<LimitItem>(serde_json::json!(it))
@@ -269,7 +301,12 @@ fn limits(f: &VarsFile, node: &Node, parts: &mut Parts) -> Result<(), ImportErro
             "unlimited" | "infinity" => Scalar::Text("unlimited".into()),
             v => match v.parse::<i64>() {
                 Ok(n) => Scalar::Int(n),
-                Err(_) => return Err(invalid(at("value"), format!("'{v}' is not a number or unlimited"))),
+                Err(_) => {
+                    return Err(invalid(
+                        at("value"),
+                        format!("'{v}' is not a number or unlimited"),
+                    ));
+                }
             },
         };
         parts.limits.push(sourced(
@@ -288,13 +325,22 @@ fn limits(f: &VarsFile, node: &Node, parts: &mut Parts) -> Result<(), ImportErro
 fn users(f: &VarsFile, item: &Node, parts: &mut Parts) -> Result<(), ImportError> {
     let fields = f.fields(
         item,
-        &["name", "shell", "password", "password_lock", "uid", "groups", "run_contexts"],
+        &[
+            "name",
+            "shell",
+            "password",
+            "password_lock",
+            "uid",
+            "groups",
+            "run_contexts",
+        ],
         NO_EQUIVALENT,
     )?;
     let Some(name) = f.required_text(&fields, &["name"])? else {
         return Ok(());
     };
-    AccountName::try_from(name.clone()).map_err(|e| invalid(fields.get("name").unwrap_or(item), e))?;
+    AccountName::try_from(name.clone())
+        .map_err(|e| invalid(fields.get("name").unwrap_or(item), e))?;
     let mut user = User {
         name,
         shell: None,
@@ -311,7 +357,10 @@ fn users(f: &VarsFile, item: &Node, parts: &mut Parts) -> Result<(), ImportError
     if let Some(node) = fields.get("uid")
         && let Some(uid) = f.text(node)?
     {
-        user.uid = Some(uid.parse().map_err(|_| invalid(node, format!("'{uid}' is not a uid")))?);
+        user.uid = Some(
+            uid.parse()
+                .map_err(|_| invalid(node, format!("'{uid}' is not a uid")))?,
+        );
     }
     if let Some(node) = fields.get("groups") {
         for g in f.list(node)? {
@@ -357,7 +406,15 @@ fn users(f: &VarsFile, item: &Node, parts: &mut Parts) -> Result<(), ImportError
 /// A file (`content: true`) or directory item: `name` or `path`,
 /// `file_content` or `content`, `permissions` or `mode`, owner, group.
 fn path_entry(f: &VarsFile, item: &Node, parts: &mut Parts, file: bool) -> Result<(), ImportError> {
-    let mut known = vec!["name", "path", "permissions", "mode", "owner", "group", "run_contexts"];
+    let mut known = vec![
+        "name",
+        "path",
+        "permissions",
+        "mode",
+        "owner",
+        "group",
+        "run_contexts",
+    ];
     if file {
         known.extend(["file_content", "content"]);
     }
@@ -365,7 +422,8 @@ fn path_entry(f: &VarsFile, item: &Node, parts: &mut Parts, file: bool) -> Resul
     let Some(path) = f.required_text(&fields, &["name", "path"])? else {
         return Ok(());
     };
-    AbsPath::try_from(path.clone()).map_err(|e| invalid(fields.get_any(&["name", "path"]).unwrap_or(item), e))?;
+    AbsPath::try_from(path.clone())
+        .map_err(|e| invalid(fields.get_any(&["name", "path"]).unwrap_or(item), e))?;
     let content = if file {
         match f.required_text(&fields, &["file_content", "content"])? {
             Some(c) => Some(c),
@@ -382,7 +440,11 @@ fn path_entry(f: &VarsFile, item: &Node, parts: &mut Parts, file: bool) -> Resul
         owner,
         group,
     };
-    let target = if file { &mut parts.files } else { &mut parts.directories };
+    let target = if file {
+        &mut parts.files
+    } else {
+        &mut parts.directories
+    };
     target.push(sourced(entry, f.from(item)));
     Ok(())
 }
@@ -394,7 +456,10 @@ fn attributes(f: &VarsFile, fields: &Fields) -> Result<Attributes, ImportError> 
         Some(node) => match f.text(node)? {
             Some(m) if crate::profile::Mode::try_from(m.clone()).is_ok() => Some(m),
             Some(m) => {
-                f.unmapped(node, format!("'{m}' is not an octal mode; osforge's default applies"));
+                f.unmapped(
+                    node,
+                    format!("'{m}' is not an octal mode; osforge's default applies"),
+                );
                 None
             }
             None => None,
@@ -408,7 +473,10 @@ fn attributes(f: &VarsFile, fields: &Fields) -> Result<Attributes, ImportError> 
         Ok(match f.text(node)? {
             Some(name) if AccountName::try_from(name.clone()).is_ok() => Some(name),
             Some(name) => {
-                f.unmapped(node, format!("'{name}' is not an account name; root applies"));
+                f.unmapped(
+                    node,
+                    format!("'{name}' is not an account name; root applies"),
+                );
                 None
             }
             None => None,
@@ -420,7 +488,15 @@ fn attributes(f: &VarsFile, fields: &Fields) -> Result<Attributes, ImportError> 
 fn unit(f: &VarsFile, item: &Node, parts: &mut Parts) -> Result<(), ImportError> {
     let fields = f.fields(
         item,
-        &["name", "file_content", "enabled", "mask", "masked", "force", "run_contexts"],
+        &[
+            "name",
+            "file_content",
+            "enabled",
+            "mask",
+            "masked",
+            "force",
+            "run_contexts",
+        ],
         NO_EQUIVALENT,
     )?;
     let Some(name) = f.required_text(&fields, &["name"])? else {
@@ -466,7 +542,9 @@ fn banners(f: &VarsFile, node: &Node, parts: &mut Parts) -> Result<(), ImportErr
     {
         let text = with_newline(text);
         for path in ["/etc/issue", "/etc/issue.net"] {
-            parts.files.push(sourced(file(path, &text, "0644"), f.from(login)));
+            parts
+                .files
+                .push(sourced(file(path, &text, "0644"), f.from(login)));
         }
     }
     if let Some(motd) = fields.get("motd")
@@ -506,7 +584,15 @@ fn file_permissions(f: &VarsFile, node: &Node, out: &mut Routed) -> Result<(), I
     for item in f.list(node)? {
         let fields = f.fields(
             item,
-            &["name", "path", "permissions", "mode", "owner", "group", "run_contexts"],
+            &[
+                "name",
+                "path",
+                "permissions",
+                "mode",
+                "owner",
+                "group",
+                "run_contexts",
+            ],
             NO_EQUIVALENT,
         )?;
         let Some(path) = f.required_text(&fields, &["name", "path"])? else {
@@ -528,7 +614,11 @@ fn file_permissions(f: &VarsFile, node: &Node, out: &mut Routed) -> Result<(), I
                     if group.is_some() {
                         entry.value.group.clone_from(&group);
                     }
-                    entry.from = format!("{}, {}", entry.from, f.from(item).trim_start_matches(&prefix));
+                    entry.from = format!(
+                        "{}, {}",
+                        entry.from,
+                        f.from(item).trim_start_matches(&prefix)
+                    );
                     applied = true;
                 }
             }

@@ -13,8 +13,8 @@
 use super::emit::{Disk, Partition, Sourced, sourced};
 use super::error::ImportError;
 use super::vars::{Fields, VarsFile, invalid};
-use crate::profile::{self, AbsPath, ByteSize, FstabOptions, PartitionSize, PartitionType};
 use crate::profile::Node;
+use crate::profile::{self, AbsPath, ByteSize, FstabOptions, PartitionSize, PartitionType};
 
 const NO_EQUIVALENT: &str = "osforge has no equivalent";
 const MIB: u64 = 1 << 20;
@@ -52,9 +52,10 @@ pub(crate) fn map(f: &VarsFile) -> Result<QcowVars, ImportError> {
                 }
             }
             "partitions" => partitions(f, node, capacity_bytes, &mut out.disk)?,
-            "qcow_container_runtime_scripts" => {
-                f.unmapped(node, "osforge runs no scripts in the image; the configuration is declarative")
-            }
+            "qcow_container_runtime_scripts" => f.unmapped(
+                node,
+                "osforge runs no scripts in the image; the configuration is declarative",
+            ),
             _ => f.defer_unknown(node, NO_EQUIVALENT),
         }
     }
@@ -69,14 +70,26 @@ struct Read {
     end_bytes: Option<u64>,
 }
 
-fn partitions(f: &VarsFile, node: &Node, capacity_bytes: u64, disk: &mut Disk) -> Result<(), ImportError> {
+fn partitions(
+    f: &VarsFile,
+    node: &Node,
+    capacity_bytes: u64,
+    disk: &mut Disk,
+) -> Result<(), ImportError> {
     let items = f.list(node)?;
     let mut read: Vec<Read> = Vec::new();
     let mut names: Vec<String> = Vec::new();
     for item in items {
         let fields = f.fields(
             item,
-            &["mount", "mount_order", "part_start", "part_end", "flags", "filesystem"],
+            &[
+                "mount",
+                "mount_order",
+                "part_start",
+                "part_end",
+                "flags",
+                "filesystem",
+            ],
             NO_EQUIVALENT,
         )?;
         let mount = f.required_text(&fields, &["mount"])?.unwrap_or_default();
@@ -149,9 +162,11 @@ pub(crate) fn parted_position(text: &str, capacity_bytes: u64) -> Result<Option<
         return Ok(Some(capacity_bytes * pct / 100 / MIB * MIB));
     }
     let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let number: u64 = t[..digits_end]
-        .parse()
-        .map_err(|_| format!("'{text}' is not a position (a number with a unit such as MiB or GiB, or a percentage)"))?;
+    let number: u64 = t[..digits_end].parse().map_err(|_| {
+        format!(
+            "'{text}' is not a position (a number with a unit such as MiB or GiB, or a percentage)"
+        )
+    })?;
     let unit: u64 = match t[digits_end..].trim() {
         "B" => 1,
         "s" => 512,
@@ -193,7 +208,10 @@ fn partition(
                     "bios_grub" | "esp" => flags.push(text),
                     // parted's boot flag on GPT is the ESP flag.
                     "boot" => flags.push("esp".into()),
-                    other => f.unmapped(flag, format!("parted flag '{other}': osforge sets partition types, not flags")),
+                    other => f.unmapped(
+                        flag,
+                        format!("parted flag '{other}': osforge sets partition types, not flags"),
+                    ),
                 }
             }
         }
@@ -224,24 +242,39 @@ fn partition(
         (_, Some("ext4")) => "ext4",
         (PartitionType::Esp, None) => "vfat",
         (_, Some(other)) => {
-            let at = fields.get("filesystem").and_then(|n| n.get("type")).unwrap_or(item);
-            f.unmapped(at, format!("filesystem {other}: osforge makes ext4, vfat or swap; written as ext4"));
+            let at = fields
+                .get("filesystem")
+                .and_then(|n| n.get("type"))
+                .unwrap_or(item);
+            f.unmapped(
+                at,
+                format!("filesystem {other}: osforge makes ext4, vfat or swap; written as ext4"),
+            );
             "ext4"
         }
         (_, None) => {
             // A raw partition (for Ceph, say): osforge formats every data partition.
-            f.unmapped(item, "a data partition without a filesystem: osforge formats data partitions; left out");
+            f.unmapped(
+                item,
+                "a data partition without a filesystem: osforge formats data partitions; left out",
+            );
             return Ok(None);
         }
     };
-    let mounted = mount != "none" && !mount.is_empty() && filesystem != "none" && filesystem != "swap";
+    let mounted =
+        mount != "none" && !mount.is_empty() && filesystem != "none" && filesystem != "swap";
     let mount_path = if mounted {
-        AbsPath::try_from(mount.to_string()).map_err(|e| invalid(fields.get("mount").unwrap_or(item), e))?;
+        AbsPath::try_from(mount.to_string())
+            .map_err(|e| invalid(fields.get("mount").unwrap_or(item), e))?;
         Some(mount.to_string())
     } else {
         None
     };
-    let fstab_options = if mounted { fstab(f, fields, mount)? } else { None };
+    let fstab_options = if mounted {
+        fstab(f, fields, mount)?
+    } else {
+        None
+    };
     let size = match end {
         Some(end_bytes) => ByteSize(end_bytes - start_bytes).to_string(),
         None => "rest".to_string(),
@@ -284,7 +317,10 @@ fn fstab(f: &VarsFile, fields: &Fields, mount: &str) -> Result<Option<String>, I
             && let Some(text) = f.text(node)?
             && text != osforge
         {
-            f.unmapped(node, format!("{text}: osforge writes {osforge} for {mount}"));
+            f.unmapped(
+                node,
+                format!("{text}: osforge writes {osforge} for {mount}"),
+            );
         }
     }
     Ok(options)
@@ -302,7 +338,11 @@ fn partition_name(kind: PartitionType, mount: Option<&str>) -> String {
 }
 
 fn unique_name(base: String, names: &mut Vec<String>) -> String {
-    let mut base: String = base.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').take(32).collect();
+    let mut base: String = base
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(32)
+        .collect();
     if base.is_empty() {
         base = "part".into();
     }
@@ -337,7 +377,9 @@ fn mount_order(f: &VarsFile, items: &[Node]) -> Result<(), ImportError> {
         let (Some(mount), Some(order)) = (super::vars::scalar_text(m), f.text(o)?) else {
             continue;
         };
-        let order: i64 = order.parse().map_err(|_| invalid(o, format!("'{order}' is not a number")))?;
+        let order: i64 = order
+            .parse()
+            .map_err(|_| invalid(o, format!("'{order}' is not a number")))?;
         orders.push((o, mount, order));
     }
     for (node, mount, order) in &orders {
@@ -379,8 +421,9 @@ fn compare_placement(
                 })
             })
             .collect();
-        let partitions: Vec<profile::Partition> = serde_json::from_value(serde_json::Value::Array(yaml))
-            .expect("partitions built from checked values");
+        let partitions: Vec<profile::Partition> =
+            serde_json::from_value(serde_json::Value::Array(yaml))
+                .expect("partitions built from checked values");
         profile::Disk {
             size: ByteSize(capacity_bytes),
             partitions,
@@ -389,8 +432,14 @@ fn compare_placement(
         }
     };
     if let Err(e) = planned.check() {
-        let at = e.partition.and_then(|i| read.get(i)).map_or(list, |r| &r.node);
-        return Err(invalid(at, format!("osforge cannot build this layout: {}", e.message)));
+        let at = e
+            .partition
+            .and_then(|i| read.get(i))
+            .map_or(list, |r| &r.node);
+        return Err(invalid(
+            at,
+            format!("osforge cannot build this layout: {}", e.message),
+        ));
     }
     let placed = planned.layout().expect("checked above");
     for (p, r) in placed.iter().zip(read) {
@@ -430,7 +479,11 @@ mod tests {
         assert_eq!(parted_position("500MB", cap), Ok(Some(500_000_000)));
         assert_eq!(parted_position("100%", cap), Ok(None));
         assert_eq!(parted_position("50%", cap), Ok(Some(cap / 2)));
-        assert!(parted_position("12XB", cap).unwrap_err().contains("unknown unit 'XB'"));
+        assert!(
+            parted_position("12XB", cap)
+                .unwrap_err()
+                .contains("unknown unit 'XB'")
+        );
         assert!(parted_position("150%", cap).is_err());
         assert!(parted_position("MiB", cap).is_err());
     }
@@ -438,9 +491,24 @@ mod tests {
     #[test]
     fn partition_names_come_from_mount_points_and_stay_unique() {
         let mut names = Vec::new();
-        assert_eq!(unique_name(partition_name(PartitionType::Linux, Some("/var/log")), &mut names), "var-log");
-        assert_eq!(unique_name(partition_name(PartitionType::Linux, Some("/")), &mut names), "root");
-        assert_eq!(unique_name(partition_name(PartitionType::Linux, None), &mut names), "data");
-        assert_eq!(unique_name(partition_name(PartitionType::Linux, None), &mut names), "data2");
+        assert_eq!(
+            unique_name(
+                partition_name(PartitionType::Linux, Some("/var/log")),
+                &mut names
+            ),
+            "var-log"
+        );
+        assert_eq!(
+            unique_name(partition_name(PartitionType::Linux, Some("/")), &mut names),
+            "root"
+        );
+        assert_eq!(
+            unique_name(partition_name(PartitionType::Linux, None), &mut names),
+            "data"
+        );
+        assert_eq!(
+            unique_name(partition_name(PartitionType::Linux, None), &mut names),
+            "data2"
+        );
     }
 }

@@ -36,10 +36,17 @@ pub(crate) struct VarsFile {
 
 impl VarsFile {
     /// Parses `text`; errors name `display_path` (the path as the user gave it).
-    pub fn parse(text: &str, display_path: &std::path::Path, rel: String) -> Result<Self, ImportError> {
+    pub fn parse(
+        text: &str,
+        display_path: &std::path::Path,
+        rel: String,
+    ) -> Result<Self, ImportError> {
         let root = Node::parse(text, display_path)?;
         if !matches!(root.value, Value::Map(_)) {
-            return Err(invalid(&root, format!("expected a map of variables, got {}", root.kind())));
+            return Err(invalid(
+                &root,
+                format!("expected a map of variables, got {}", root.kind()),
+            ));
         }
         let mut vars: BTreeMap<String, String> = BUILTIN_VARS
             .iter()
@@ -114,7 +121,10 @@ impl VarsFile {
         match &node.value {
             Value::Seq(items) => Ok(items),
             Value::Null => Ok(&[]),
-            _ => Err(invalid(node, format!("expected a list, got {}", node.kind()))),
+            _ => Err(invalid(
+                node,
+                format!("expected a list, got {}", node.kind()),
+            )),
         }
     }
 
@@ -129,7 +139,12 @@ impl VarsFile {
         let entries: &[Entry] = match &node.value {
             Value::Map(entries) => entries,
             Value::Null => &[],
-            _ => return Err(invalid(node, format!("expected a map, got {}", node.kind()))),
+            _ => {
+                return Err(invalid(
+                    node,
+                    format!("expected a map, got {}", node.kind()),
+                ));
+            }
         };
         for e in entries {
             if !known.contains(&e.key.as_str()) {
@@ -143,7 +158,10 @@ impl VarsFile {
     /// value holds an expression osforge cannot evaluate (reported).
     pub fn text(&self, node: &Node) -> Result<Option<String>, ImportError> {
         let Some(raw) = scalar_text(node) else {
-            return Err(invalid(node, format!("expected a single value, got {}", node.kind())));
+            return Err(invalid(
+                node,
+                format!("expected a single value, got {}", node.kind()),
+            ));
         };
         match self.expand(&raw) {
             Ok(text) => Ok(Some(text)),
@@ -158,7 +176,11 @@ impl VarsFile {
     }
 
     /// A scalar that must be there and be plain text (a name, a path).
-    pub fn required_text(&self, fields: &Fields, keys: &[&str]) -> Result<Option<String>, ImportError> {
+    pub fn required_text(
+        &self,
+        fields: &Fields,
+        keys: &[&str],
+    ) -> Result<Option<String>, ImportError> {
         match fields.get_any(keys) {
             Some(node) => self.text(node),
             None => Err(invalid(
@@ -178,9 +200,15 @@ impl VarsFile {
             Value::Str(s) => match s.to_ascii_lowercase().as_str() {
                 "true" | "yes" | "on" | "y" | "1" => Ok(true),
                 "false" | "no" | "off" | "n" | "0" | "" => Ok(false),
-                _ => Err(invalid(node, format!("'{s}' is not a boolean (true/false, yes/no)"))),
+                _ => Err(invalid(
+                    node,
+                    format!("'{s}' is not a boolean (true/false, yes/no)"),
+                )),
             },
-            _ => Err(invalid(node, format!("expected a boolean, got {}", node.kind()))),
+            _ => Err(invalid(
+                node,
+                format!("expected a boolean, got {}", node.kind()),
+            )),
         }
     }
 
@@ -265,9 +293,13 @@ mod tests {
 
     #[test]
     fn jinja_references_to_the_files_own_scalars_are_substituted() {
-        let f = file("k8s_version: 1.21.2-00\npkgs: ['kubelet={{ k8s_version }}', '{{ other }}']\n");
+        let f =
+            file("k8s_version: 1.21.2-00\npkgs: ['kubelet={{ k8s_version }}', '{{ other }}']\n");
         let items = f.list(f.root.get("pkgs").unwrap()).unwrap();
-        assert_eq!(f.text(&items[0]).unwrap().as_deref(), Some("kubelet=1.21.2-00"));
+        assert_eq!(
+            f.text(&items[0]).unwrap().as_deref(),
+            Some("kubelet=1.21.2-00")
+        );
         f.defer_unknown(f.root.get("k8s_version").unwrap(), "unused");
         assert_eq!(f.text(&items[1]).unwrap(), None);
         let unmapped = f.take_unmapped();
@@ -285,13 +317,19 @@ mod tests {
         assert!(get("c").unwrap());
         assert!(!get("d").unwrap());
         let e = get("e").unwrap_err().to_string();
-        assert!(e.starts_with("m/x.yaml:5: e: 'maybe' is not a boolean"), "{e}");
+        assert!(
+            e.starts_with("m/x.yaml:5: e: 'maybe' is not a boolean"),
+            "{e}"
+        );
     }
 
     #[test]
     fn a_wrong_shape_names_the_file_line_and_key() {
         let f = file("partitions:\n  mount: /\n");
         let e = f.list(f.root.get("partitions").unwrap()).unwrap_err();
-        assert_eq!(e.to_string(), "m/x.yaml:2: partitions: expected a list, got a map");
+        assert_eq!(
+            e.to_string(),
+            "m/x.yaml:2: partitions: expected a list, got a map"
+        );
     }
 }

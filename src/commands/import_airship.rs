@@ -53,7 +53,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     }
     if !global.quiet {
         for p in &import.profiles {
-            let builds = p.image.as_deref().map(|i| format!(" -> {i}")).unwrap_or_default();
+            let builds = p
+                .image
+                .as_deref()
+                .map(|i| format!(" -> {i}"))
+                .unwrap_or_default();
             eprintln!(
                 "osforge: wrote {}{builds} (from {})",
                 args.out.join(format!("{}.yaml", p.name)).display(),

@@ -47,20 +47,19 @@ pub use disk::{
 pub use error::{KeyPath, PathSegment, ProfileError, SourceLocation};
 pub use freeze::{CONFIGDRIVE_VOLUME_ID, NOCLOUD_VOLUME_ID};
 pub use load::{SearchPath, parse_var_arg};
-/// The YAML tree with origins, for readers of other YAML formats (`airship`).
-pub(crate) use node::{Entry, Node, Value};
 pub use model::{
     CloudInit, CmdlineTemplate, Distro, FileContents, FileInputs, ImageFile, Iso, Kernel,
     LoadedFile, OsConfig, OsInputs, Profile, Repo, RepoInputs, RootfsInputs, SquashfsSettings,
     Template,
 };
+/// The YAML tree with origins, for readers of other YAML formats (`airship`).
+pub(crate) use node::{Entry, Node, Value};
 pub use render::{ConfigDrive, HostRender, NoCloudSeed, derived_uuid};
 pub use schema::{
     AbsPath, AccountName, Arch, Component, Datasource, Description, Directory, DistroName,
-    FstabOptions,
-    Hostname, KernelModules, Limit, LimitDomain, LimitItem, LimitType, LimitValue, Locale, Mode,
-    ModuleName, Package, PasswordHash, RepoName, SshKey, SudoRule, Suite, SysctlKey, SysctlValue,
-    Systemd, Timezone, UnitName, Uri, User, Variant, VolumeId,
+    FstabOptions, Hostname, KernelModules, Limit, LimitDomain, LimitItem, LimitType, LimitValue,
+    Locale, Mode, ModuleName, Package, PasswordHash, RepoName, SshKey, SudoRule, Suite, SysctlKey,
+    SysctlValue, Systemd, Timezone, UnitName, Uri, User, Variant, VolumeId,
 };
 
 use std::path::PathBuf;
