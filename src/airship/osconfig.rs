@@ -271,7 +271,8 @@ fn sysctl(f: &VarsFile, node: &Node, parts: &mut Parts) -> Result<(), ImportErro
 
 fn limits(f: &VarsFile, node: &Node, parts: &mut Parts) -> Result<(), ImportError> {
     for item in f.list(node)? {
-        // `name` only labels the item in Airship's task output.
+        // With a domain, `name` only labels the item in Airship's task output;
+        // without one, it is the domain.
         let fields = f.fields(
             item,
             &["name", "domain", "type", "item", "value"],
@@ -279,7 +280,7 @@ fn limits(f: &VarsFile, node: &Node, parts: &mut Parts) -> Result<(), ImportErro
         )?;
         let text = |key: &str| f.required_text(&fields, &[key]);
         let (Some(domain), Some(kind), Some(it), Some(value)) = (
-            text("domain")?,
+            f.required_text(&fields, &["domain", "name"])?,
             text("type")?,
             text("item")?,
             text("value")?,
@@ -287,7 +288,8 @@ fn limits(f: &VarsFile, node: &Node, parts: &mut Parts) -> Result<(), ImportErro
             continue;
         };
         let at = |key: &str| fields.get(key).unwrap_or(item);
-        LimitDomain::try_from(domain.clone()).map_err(|e| invalid(at("domain"), e))?;
+        let domain_at = fields.get_any(&["domain", "name"]).unwrap_or(item);
+        LimitDomain::try_from(domain.clone()).map_err(|e| invalid(domain_at, e))?;
         let kind = if kind == "-" {
             "both".to_string()
         } else {
@@ -631,4 +633,73 @@ fn file_permissions(f: &VarsFile, node: &Node, out: &mut Routed) -> Result<(), I
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn map_text(text: &str, level: Level) -> (Routed, Vec<super::super::Unmapped>) {
+        let f = VarsFile::parse(text, Path::new("m/o.yaml"), "o.yaml".into()).unwrap();
+        let routed = map(&f, level).unwrap();
+        (routed, f.take_unmapped())
+    }
+
+    #[test]
+    fn rootfs_items_go_where_their_run_contexts_say() {
+        let text = "directories:\n  - {name: /a, run_contexts: ['{{ default_run_context }}']}\n  - {name: /b, run_contexts: [qcow]}\n  - {name: /c, run_contexts: [elsewhere]}\n  - {name: /d}\n";
+        let (r, unmapped) = map_text(text, Level::Rootfs);
+        let paths = |p: &Parts| -> Vec<String> {
+            p.directories.iter().map(|d| d.value.path.clone()).collect()
+        };
+        assert_eq!(paths(&r.common), ["/a", "/d"]);
+        assert_eq!(paths(&r.qcow), ["/b"]);
+        let keys: Vec<&str> = unmapped.iter().map(|u| u.key.as_str()).collect();
+        assert_eq!(keys, ["directories[2].run_contexts[0]", "directories[2]"]);
+        // In an image's own file every item is that image's.
+        let (r, _) = map_text(text, Level::Image);
+        assert_eq!(r.common.directories.len(), 4);
+    }
+
+    #[test]
+    fn limits_take_the_name_as_domain_when_there_is_none() {
+        let text = "limits:\n  - {name: core_dump, domain: '0:', type: hard, item: core, value: 0}\n  - {name: '@ops', type: '-', item: nofile, value: unlimited}\n";
+        let (r, unmapped) = map_text(text, Level::Image);
+        assert!(unmapped.is_empty(), "{unmapped:?}");
+        let l: Vec<(&str, &str)> = r
+            .common
+            .limits
+            .iter()
+            .map(|l| (l.value.domain.as_str(), l.value.kind.as_str()))
+            .collect();
+        assert_eq!(l, [("0:", "hard"), ("@ops", "both")]);
+        assert_eq!(
+            r.common.limits[1].value.value,
+            Scalar::Text("unlimited".into())
+        );
+    }
+
+    #[test]
+    fn module_lists_take_names_or_name_maps_and_check_them() {
+        let (r, _) = map_text(
+            "kernel:\n  modules:\n    load: [{name: bonding}, 8021q]\n",
+            Level::Image,
+        );
+        let names: Vec<&str> = r
+            .common
+            .modules_load
+            .iter()
+            .map(|m| m.value.as_str())
+            .collect();
+        assert_eq!(names, ["bonding", "8021q"]);
+        let f = VarsFile::parse(
+            "kernel:\n  modules:\n    load: ['a b']\n",
+            Path::new("m/o.yaml"),
+            "o.yaml".into(),
+        )
+        .unwrap();
+        let e = map(&f, Level::Image).unwrap_err().to_string();
+        assert!(e.starts_with("m/o.yaml:3: kernel.modules.load[0]: "), "{e}");
+    }
 }

@@ -77,6 +77,13 @@ fn partitions(
     disk: &mut Disk,
 ) -> Result<(), ImportError> {
     let items = f.list(node)?;
+    if items.is_empty() {
+        // An empty table would silently leave the inherited layout in place.
+        return Err(invalid(
+            node,
+            "an empty partition table (leave the key out for qcow2-host's layout)",
+        ));
+    }
     let mut read: Vec<Read> = Vec::new();
     let mut names: Vec<String> = Vec::new();
     for item in items {

@@ -77,6 +77,6 @@ fn into_anyhow(e: airship::ImportError) -> anyhow::Error {
     if e.is_bad_input() {
         anyhow::Error::new(InputError(e.to_string()))
     } else {
-        Err::<(), _>(e).context("import-airship").unwrap_err()
+        anyhow::Error::new(e)
     }
 }
