@@ -8,8 +8,6 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context;
-
 use crate::airship;
 use crate::cli::GlobalArgs;
 use crate::error::InputError;
