@@ -6,6 +6,7 @@
 #   make cut_image IMAGE_TYPE=qcow                  # control-plane.qcow2 and data-plane.qcow2
 #   make cut_image IMAGE_TYPE=qcow QCOW_BUNDLE="data-plane" VARS="hugepages=64"
 #   make cut_image IMAGE_TYPE=qcow QCOW_BUNDLE=site/profiles   # every *.yaml in a folder
+#   make cut_image IMAGE_TYPE=qcow QCOW_BUNDLE=manifests/qcow-bundle   # an Airship bundle, imported
 #   make test                                       # all tests (as root: they mount and boot images)
 #
 # Variables follow Airship image-builder's Makefile where they overlap.
@@ -20,6 +21,12 @@ MIRROR ?=
 # IMAGE_TYPE=qcow builds one qcow2 per profile of the bundle, as Airship's qcow
 # bundle made one per sub-folder: a list of profile names or a folder of YAMLs.
 # The profiles share one stage cache, so what they have in common is built once.
+# An Airship tree (a qcow-bundle folder whose sub-folders have qcow-vars.yaml,
+# or a manifests folder with qcow-bundle*/ in it) is first imported with
+# `osforge import-airship` into $(OUTPUT_DIR)/airship-profiles; then one
+# <sub-folder>.qcow2 is built per image. WORKDIR (Airship's default
+# ./manifests) is used when it holds one and QCOW_BUNDLE is not set.
+WORKDIR ?= ./manifests
 QCOW_BUNDLE ?= control-plane data-plane
 # Template variables, space separated: VARS="hostname=node-1 hugepages=64"
 VARS ?=
@@ -49,8 +56,22 @@ ifeq ($(IMAGE_TYPE),iso)
 	$(OSFORGE) build --profile $(PROFILE) --type iso $(build_args)
 else ifeq ($(IMAGE_TYPE),qcow)
 	@set -e; \
-	if [ -d "$(QCOW_BUNDLE)" ]; then profiles="$$(ls "$(QCOW_BUNDLE)"/*.yaml)"; else profiles="$(QCOW_BUNDLE)"; fi; \
-	test -n "$$profiles" || { echo "QCOW_BUNDLE=$(QCOW_BUNDLE): no profiles" >&2; exit 2; }; \
+	airship_images() { \
+		found=$$(for f in "$$1"/*/qcow-vars.yaml; do if [ -f "$$f" ]; then basename "$$(dirname "$$f")"; fi; done); \
+		if [ -z "$$found" ]; then \
+			found=$$(for f in "$$1"/qcow-bundle*/*/qcow-vars.yaml; do if [ -f "$$f" ]; then basename "$$(dirname "$$f")"; fi; done); \
+		fi; \
+		echo $$found; \
+	}; \
+	bundle="$(QCOW_BUNDLE)"; \
+	if [ "$(origin QCOW_BUNDLE)" = file ] && [ -d "$(WORKDIR)" ] && [ -n "$$(airship_images "$(WORKDIR)")" ]; then bundle="$(WORKDIR)"; fi; \
+	if [ -d "$$bundle" ] && [ -n "$$(airship_images "$$bundle")" ]; then \
+		rm -rf "$(OUTPUT_DIR)/airship-profiles"; \
+		$(OSFORGE) import-airship "$$bundle" "$(OUTPUT_DIR)/airship-profiles"; \
+		profiles=""; \
+		for image in $$(airship_images "$$bundle"); do profiles="$$profiles $(OUTPUT_DIR)/airship-profiles/$$image.yaml"; done; \
+	elif [ -d "$$bundle" ]; then profiles="$$(ls "$$bundle"/*.yaml)"; else profiles="$$bundle"; fi; \
+	test -n "$$profiles" || { echo "QCOW_BUNDLE=$$bundle: no profiles" >&2; exit 2; }; \
 	for profile in $$profiles; do \
 		echo "cut_image: $$profile -> $(OUTPUT_DIR)"; \
 		$(OSFORGE) build --profile "$$profile" --type qcow2 $(build_args); \

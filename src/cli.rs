@@ -50,6 +50,8 @@ pub enum Command {
     Render(commands::render::Args),
     /// List the external tools osforge uses: found or not, version, what needs them.
     Doctor(commands::doctor::Args),
+    /// Write osforge profiles from an Airship image-builder manifests tree.
+    ImportAirship(commands::import_airship::Args),
 }
 
 /// Turns clap's multi-line error into the one line osforge prints for every bad input:

@@ -4,6 +4,7 @@
 //! formats it writes live in [`formats`] and know nothing of profiles, so each is
 //! also usable on its own (`osforge squashfs`, ...), the way mkfs tools are.
 
+pub mod airship;
 pub mod artifacts;
 pub mod boot;
 pub mod cli;

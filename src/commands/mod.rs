@@ -5,6 +5,7 @@ pub mod build;
 pub mod disk;
 pub mod doctor;
 pub mod fat;
+pub mod import_airship;
 pub mod iso;
 pub mod profiles;
 pub mod qcow2;
@@ -24,6 +25,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Profiles(args) => profiles::run(args, &cli.global),
         Command::Render(args) => render::run(args, &cli.global),
         Command::Doctor(args) => doctor::run(args, &cli.global),
+        Command::ImportAirship(args) => import_airship::run(args, &cli.global),
     }
 }
 

@@ -54,12 +54,15 @@ pub use model::{
     LoadedFile, OsConfig, OsInputs, Profile, Repo, RepoInputs, RootfsInputs, SquashfsSettings,
     Template,
 };
+/// The YAML tree with origins, for readers of other YAML formats (`airship`).
+pub(crate) use node::{Entry, Node, Value};
 pub use render::{ConfigDrive, HostFiles, HostRender, NoCloudSeed, derived_uuid};
 pub use schema::{
     AbsPath, AccountName, Arch, Component, Datasource, Description, Directory, DistroName,
-    Hostname, KernelModules, Limit, LimitDomain, LimitItem, LimitType, LimitValue, Locale, Mode,
-    ModuleName, PASSWORDLESS_SUDO, Package, PasswordHash, RepoName, SshKey, Sudo, SudoRule, Suite,
-    SysctlKey, SysctlValue, Systemd, Timezone, UnitName, Uri, User, Variant, VolumeId,
+    FstabOptions, Hostname, KernelModules, Limit, LimitDomain, LimitItem, LimitType, LimitValue,
+    Locale, Mode, ModuleName, PASSWORDLESS_SUDO, Package, PasswordHash, RepoName, SshKey, Sudo,
+    SudoRule, Suite, SysctlKey, SysctlValue, Systemd, Timezone, UnitName, Uri, User, Variant,
+    VolumeId,
 };
 
 use std::path::PathBuf;
