@@ -66,12 +66,28 @@ impl Serialize for ByteSize {
     }
 }
 
-/// A partition's size: fixed, or whatever the disk has left.
+/// A partition's size: fixed, a share of the disk, or whatever the disk has left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub enum PartitionSize {
     Bytes(ByteSize),
+    /// Percent of the disk's size (`20%`), rounded down to whole MiB.
+    Percent(u8),
     Rest,
+}
+
+impl PartitionSize {
+    /// The size in bytes on a disk of `disk_bytes`; `None` for `rest`.
+    pub fn bytes_on(&self, disk_bytes: u64) -> Option<u64> {
+        match self {
+            PartitionSize::Bytes(b) => Some(b.0),
+            PartitionSize::Percent(p) => {
+                let share = (u128::from(disk_bytes) * u128::from(*p) / 100) as u64;
+                Some((share / ALIGNMENT_BYTES).max(1) * ALIGNMENT_BYTES)
+            }
+            PartitionSize::Rest => None,
+        }
+    }
 }
 
 impl TryFrom<String> for PartitionSize {
@@ -80,8 +96,14 @@ impl TryFrom<String> for PartitionSize {
         if text == "rest" {
             return Ok(PartitionSize::Rest);
         }
+        if let Some(number) = text.strip_suffix('%') {
+            return match number.trim().parse::<u8>() {
+                Ok(p @ 1..=100) => Ok(PartitionSize::Percent(p)),
+                _ => Err(format!("'{text}' is not a percentage from 1% to 100%")),
+            };
+        }
         let size = ByteSize::try_from(text)
-            .map_err(|e| format!("{e} (or 'rest' for the rest of the disk)"))?;
+            .map_err(|e| format!("{e} (or N% of the disk, or 'rest' for the rest of the disk)"))?;
         if !size.0.is_multiple_of(ALIGNMENT_BYTES) {
             return Err(format!("{} is not a whole number of MiB", size.0));
         }
@@ -93,6 +115,7 @@ impl Serialize for PartitionSize {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             PartitionSize::Bytes(b) => b.serialize(s),
+            PartitionSize::Percent(p) => s.collect_str(&format_args!("{p}%")),
             PartitionSize::Rest => s.serialize_str("rest"),
         }
     }
@@ -267,10 +290,7 @@ impl Disk {
         let fixed: u64 = self
             .partitions
             .iter()
-            .map(|p| match p.size {
-                PartitionSize::Bytes(b) => b.0,
-                PartitionSize::Rest => 0,
-            })
+            .map(|p| p.size.bytes_on(self.size.0).unwrap_or(0))
             .sum();
         let usable = (self.size.0 / ALIGNMENT_BYTES * ALIGNMENT_BYTES)
             .saturating_sub(2 * GPT_RESERVED_BYTES);
@@ -305,10 +325,10 @@ impl Disk {
         let mut start = GPT_RESERVED_BYTES;
         let mut placed: Vec<PlacedPartition> = order
             .map(|(index, p)| {
-                let size_bytes = match p.size {
-                    PartitionSize::Bytes(b) => b.0,
-                    PartitionSize::Rest => GPT_RESERVED_BYTES + usable - start,
-                };
+                let size_bytes = p
+                    .size
+                    .bytes_on(self.size.0)
+                    .unwrap_or(GPT_RESERVED_BYTES + usable - start);
                 let here = PlacedPartition {
                     number: index + 1,
                     index,
@@ -477,6 +497,20 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_percentage_is_a_share_of_the_disk_and_too_much_does_not_fit() {
+        use {Filesystem as F, PartitionType as T};
+        let mut disk = airship();
+        disk.partitions
+            .push(part("var", "25%", T::Linux, F::Ext4, Some("/var")));
+        disk.check().unwrap();
+        let placed = disk.layout().unwrap();
+        assert_eq!(placed[4].size_bytes, 2048 << 20);
+        assert_eq!(placed[4].start_bytes, (1 + 4 + 512 + 768) << 20);
+        disk.partitions[4].size = PartitionSize::Percent(100);
+        assert!(disk.check().is_err());
+    }
+
+    #[test]
     fn broken_layouts_say_which_partition_and_why() {
         use {Filesystem as F, PartitionType as T};
         let mut d = airship();
@@ -521,6 +555,21 @@ pub(crate) mod tests {
         );
         assert_eq!(ByteSize(1536 << 10).to_string(), "1536K");
         assert!(PartitionSize::try_from("1500K".to_string()).is_err());
+        assert_eq!(
+            PartitionSize::try_from("20%".to_string()),
+            Ok(PartitionSize::Percent(20))
+        );
+        assert!(PartitionSize::try_from("0%".to_string()).is_err());
+        assert!(PartitionSize::try_from("101%".to_string()).is_err());
+        // 20% of 10 GiB is 2048 MiB; of 10 GB, rounded down to whole MiB.
+        assert_eq!(
+            PartitionSize::Percent(20).bytes_on(10 << 30),
+            Some(2048 << 20)
+        );
+        assert_eq!(
+            PartitionSize::Percent(20).bytes_on(10_000_000_000),
+            Some(1907 << 20)
+        );
         assert!(
             PartitionSize::try_from("lots".to_string())
                 .unwrap_err()
