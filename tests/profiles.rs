@@ -863,3 +863,45 @@ fn a_hosts_own_user_data_replaces_the_template_and_is_checked() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--user-data: site/bad-user-data: user-data starts with 'runcmd: [echo site]', not a cloud-init header"), "{stderr}");
 }
+
+#[test]
+fn files_a_profile_names_stay_inside_its_folder() {
+    let sandbox = Sandbox::new();
+    sandbox.write("secret-on-the-build-host", "root:$6$hash\n");
+    sandbox.write(
+        "profiles/escape.yaml",
+        "inherits: [base]\nfiles: [{path: /etc/x, source: ../secret-on-the-build-host}]\n",
+    );
+    let out = sandbox.osforge(&["render", "-p", "escape"]);
+    let stderr = assert_one_line_error(&out, "profiles/escape.yaml:2", "files[0].source");
+    assert!(
+        stderr.contains("is outside the profile's folder"),
+        "{stderr}"
+    );
+
+    // A symlink beside the profile that points out is the same escape.
+    std::os::unix::fs::symlink(
+        sandbox.dir.path().join("secret-on-the-build-host"),
+        sandbox.dir.path().join("profiles/innocent"),
+    )
+    .unwrap();
+    sandbox.write(
+        "profiles/escape.yaml",
+        "inherits: [base]\nrepos: [{name: site, uri: \"http://deb.example/site\", suite: bookworm, components: [main], key_file: innocent}]\n",
+    );
+    let out = sandbox.osforge(&["render", "-p", "escape"]);
+    assert_one_line_error(&out, "profiles/escape.yaml:2", "repos[0].key_file");
+
+    // The site can allow it explicitly.
+    let out = Command::new(BIN)
+        .args(["render", "-p", "escape"])
+        .current_dir(sandbox.dir.path())
+        .env(SearchPath::ALLOW_OUTSIDE_ENV, "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -75,7 +75,30 @@ impl Freezer<'_> {
     }
 
     fn read(&mut self, at: &KeyPath, relative: &str) -> Result<LoadedFile, ProfileError> {
-        let file = tidy(&self.base_dir(at).join(relative));
+        let base = self.base_dir(at);
+        let file = tidy(&base.join(relative));
+        // Profiles are input from others (a site repo, a bundle): a path must
+        // not reach the build host's files (`../../etc/shadow`, a symlink out).
+        if !self.search.allow_files_outside
+            && let (Ok(real_base), Ok(real_file)) = (
+                std::fs::canonicalize(if base.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    &base
+                }),
+                std::fs::canonicalize(&file),
+            )
+            && !real_file.starts_with(&real_base)
+        {
+            return Err(self.error(
+                at,
+                format!(
+                    "'{relative}' is outside the profile's folder {}/ (set {}=1 to allow it)",
+                    base.display(),
+                    SearchPath::ALLOW_OUTSIDE_ENV
+                ),
+            ));
+        }
         let contents = std::fs::read(&file).map_err(|e| {
             let reason = ProfileError::reading(&file, e);
             self.error(at, format!("cannot read {reason}"))

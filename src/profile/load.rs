@@ -27,6 +27,9 @@ pub struct SearchPath {
     pub profile_dirs: Vec<PathBuf>,
     /// Searched in order for template names.
     pub template_dirs: Vec<PathBuf>,
+    /// Whether files a profile names (`source:`, `key_file`) may lie outside
+    /// the folder of the profile that names them.
+    pub allow_files_outside: bool,
 }
 
 impl SearchPath {
@@ -35,6 +38,8 @@ impl SearchPath {
     /// A colon-separated list of template directories searched before the
     /// `templates/` directory beside each profile directory.
     pub const TEMPLATE_PATH_ENV: &'static str = "OSFORGE_TEMPLATE_PATH";
+    /// `1`: profiles may name files outside their own folder.
+    pub const ALLOW_OUTSIDE_ENV: &'static str = "OSFORGE_ALLOW_FILES_OUTSIDE";
 
     /// `$OSFORGE_PROFILE_PATH` then `./profiles`; `$OSFORGE_TEMPLATE_PATH` then the
     /// `templates/` beside each profile directory (so `./templates` by default).
@@ -50,7 +55,10 @@ impl SearchPath {
         };
         let mut profile_dirs = split(Self::PROFILE_PATH_ENV);
         profile_dirs.push(PathBuf::from("profiles"));
-        SearchPath::new(profile_dirs, split(Self::TEMPLATE_PATH_ENV))
+        let mut search = SearchPath::new(profile_dirs, split(Self::TEMPLATE_PATH_ENV));
+        search.allow_files_outside =
+            std::env::var_os(Self::ALLOW_OUTSIDE_ENV).is_some_and(|v| v == "1");
+        search
     }
 
     /// Profile directories as given; template directories as given, then the
@@ -59,6 +67,7 @@ impl SearchPath {
         let mut search = SearchPath {
             profile_dirs: Vec::new(),
             template_dirs,
+            allow_files_outside: false,
         };
         for dir in profile_dirs {
             search.add_profile_dir(dir, false);
