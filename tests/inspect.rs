@@ -201,12 +201,26 @@ fn filesystems_esp_files_grub_menu_and_kernels_are_read_through_the_qcow2_mappin
 }
 
 #[test]
-fn the_raw_image_of_the_same_build_reads_exactly_like_the_qcow2() {
+fn the_raw_image_and_a_zstd_qcow2_of_it_read_exactly_like_the_zlib_qcow2() {
     let b = disk();
     let (raw, qcow2) = (inspect_json(&b.raw), inspect_json(&b.qcow2));
     assert_eq!(raw["kind"], "raw");
     assert!(raw.get("qcow2").is_none());
     assert_eq!(raw["disk"], qcow2["disk"]);
+
+    let dir = temp_dir("inspect-zstd-");
+    let zstd = dir.path().join("disk-zstd.qcow2");
+    let out = support::osforge()
+        .arg("qcow2")
+        .arg(&b.raw)
+        .arg(&zstd)
+        .args(["--compress", "zstd", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let report = inspect_json(&zstd);
+    assert_eq!(report["qcow2"]["compression"], "zstd");
+    assert_eq!(report["disk"], qcow2["disk"]);
 }
 
 #[test]

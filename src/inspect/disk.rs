@@ -2,18 +2,17 @@
 //! (both GPT headers checked), each partition's filesystem, the ESP's files,
 //! the GRUB menu and the kernels in /boot.
 
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::io::{self, Seek, SeekFrom};
+use std::path::Path;
 
 use serde::Serialize;
 
 use super::boot::{self, GrubMenu};
 use super::ext4::{self, Superblock};
+pub use super::source::Source;
 use super::{Error, FileEntry, Kind};
 use crate::formats::fat::device::{ReadOnly, WindowDevice};
 use crate::formats::gpt::{self, HeaderCheck, SECTOR_BYTES, TableRead};
-use crate::formats::qcow2::Qcow2Reader;
 use crate::formats::swap;
 
 /// Where ESPs keep a grub.cfg: grub-install's, removable media's, ours.
@@ -22,9 +21,6 @@ const ESP_GRUB_CFGS: [&str; 3] = [
     "EFI/BOOT/grub.cfg",
     "boot/grub/grub.cfg",
 ];
-/// A disk's bytes are copied to temporary files in chunks this big; all-zero
-/// chunks are skipped so the copy stays sparse.
-const COPY_CHUNK_BYTES: usize = 1 << 20;
 /// FAT boot sector fields: the extended boot signature and the label.
 const FAT16_LABEL_AT: usize = 43;
 const FAT32_LABEL_AT: usize = 71;
@@ -33,80 +29,6 @@ const FAT16_TYPE_AT: usize = 54;
 const FAT32_TYPE_AT: usize = 82;
 /// Bytes read from the start of a partition to tell its filesystem.
 const PROBE_BYTES: usize = 4096;
-
-/// The disk being read.
-pub enum Source {
-    Raw { file: File, path: PathBuf },
-    Qcow2(Box<Qcow2Reader<File>>),
-}
-
-impl Read for Source {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Source::Raw { file, .. } => file.read(buf),
-            Source::Qcow2(r) => r.read(buf),
-        }
-    }
-}
-
-impl Seek for Source {
-    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        match self {
-            Source::Raw { file, .. } => file.seek(pos),
-            Source::Qcow2(r) => r.seek(pos),
-        }
-    }
-}
-
-impl Source {
-    fn read_at(&mut self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-        let mut buf = vec![0u8; len];
-        self.seek(SeekFrom::Start(offset))?;
-        self.read_exact(&mut buf)?;
-        Ok(buf)
-    }
-
-    /// Where debugfs can read the filesystem at `start`: the raw image
-    /// itself, or a sparse copy of the partition (debugfs cannot read
-    /// qcow2). The temporary file lives as long as the returned guard.
-    fn ext4_target(
-        &mut self,
-        start: u64,
-        len: u64,
-    ) -> io::Result<(ext4::Target, Option<tempfile::NamedTempFile>)> {
-        if let Source::Raw { path, .. } = self
-            && ext4::spec_safe(path)
-        {
-            let target = ext4::Target {
-                file: path.clone(),
-                offset_bytes: start,
-            };
-            return Ok((target, None));
-        }
-        let copy = tempfile::Builder::new()
-            .prefix(".osforge-inspect-")
-            .tempfile()?;
-        copy.as_file().set_len(len)?;
-        let mut buf = vec![0u8; COPY_CHUNK_BYTES];
-        let mut done = 0u64;
-        self.seek(SeekFrom::Start(start))?;
-        while done < len {
-            let n = (len - done).min(COPY_CHUNK_BYTES as u64) as usize;
-            self.read_exact(&mut buf[..n])?;
-            if !all_zero(&buf[..n]) {
-                let mut f = copy.as_file();
-                f.seek(SeekFrom::Start(done))?;
-                f.write_all(&buf[..n])?;
-            }
-            done += n as u64;
-        }
-        let target = ext4::Target {
-            file: copy.path().to_path_buf(),
-            offset_bytes: 0,
-        };
-        Ok((target, Some(copy)))
-    }
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DiskReport {
@@ -377,11 +299,10 @@ fn fat(
         .to_string();
     let volume = mount_fat(source, p).map_err(|reason| malformed(path, p, &reason))?;
     let files = super::fs::list_files(&volume).map_err(|reason| malformed(path, p, &reason))?;
-    let geometry = volume
+    let geometry = *volume
         .lock()
         .map_err(|e| malformed(path, p, &e.to_string()))?
-        .info()
-        .clone();
+        .info();
     Ok(Filesystem::Vfat {
         fat: format!("{:?}", geometry.kind()).to_uppercase(),
         label: (!label.is_empty() && label != "NO NAME").then_some(label),
@@ -477,13 +398,6 @@ fn find_boot(path: &Path, source: &mut Source, report: &mut DiskReport) -> Resul
         }
     }
     Ok(())
-}
-
-/// Whether every byte is zero: the first is, and each equals the next (one
-/// `memcmp`, fast even in a debug build).
-fn all_zero(buf: &[u8]) -> bool {
-    buf.split_first()
-        .is_none_or(|(&first, rest)| first == 0 && rest == &buf[..buf.len() - 1])
 }
 
 /// `vmlinuz-VERSION` and `initrd.img-VERSION` in a /boot listing.

@@ -16,6 +16,7 @@ mod disk;
 mod ext4;
 mod fs;
 mod iso;
+mod source;
 mod squashfs;
 
 use std::fs::File;
