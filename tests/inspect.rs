@@ -522,3 +522,30 @@ fn a_truncated_qcow2_and_a_random_file_give_one_line_and_exit_2() {
     let line = one_line_error(&short);
     assert!(line.contains("qcow2"), "{line}");
 }
+
+#[test]
+fn the_text_form_shows_the_same_facts_one_per_line() {
+    let b = disk();
+    let out = support::osforge()
+        .arg("inspect")
+        .arg(&b.qcow2)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = String::from_utf8(out.stdout).unwrap();
+    for expected in [
+        "qcow2: version 3, virtual size 2.0 GiB (2147483648 bytes), cluster size 64.0 KiB, compression zlib",
+        "primary header LBA 1 valid; backup header LBA 4194303 valid",
+        "partition 3 'esp': EFI System [C12A7328-F81F-11D2-BA4B-00A0C93EC93B]",
+        "  EFI/BOOT/BOOTX64.EFI (",
+        "GRUB menu (partition 4 (boot): /grub/grub.cfg):",
+        &format!("kernel {KERNEL_VERSION}: /vmlinuz-{KERNEL_VERSION} (3.0 MiB)"),
+    ] {
+        assert!(shown.contains(expected), "no '{expected}' in:\n{shown}");
+    }
+    let linux = shown
+        .lines()
+        .find(|l| l.trim_start().starts_with("linux "))
+        .expect("a linux line");
+    assert!(linux.ends_with("hugepages=4 isolcpus=1"), "{linux}");
+}

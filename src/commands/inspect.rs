@@ -27,7 +27,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
     };
     if global.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", serde_json::to_string(&report)?);
     } else if !global.quiet {
         print!("{}", render(&report));
     }
