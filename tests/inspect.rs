@@ -517,6 +517,9 @@ fn a_truncated_qcow2_and_a_random_file_give_one_line_and_exit_2() {
         "{line}"
     );
 
+    let line = one_line_error(&dir.path().join("missing.iso"));
+    assert!(line.contains("No such file"), "{line}");
+
     let short = dir.path().join("short.qcow2");
     fs::write(&short, b"QFI\xfb").unwrap();
     let line = one_line_error(&short);

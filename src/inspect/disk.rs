@@ -13,6 +13,7 @@ pub use super::source::Source;
 use super::{Error, FileEntry, Kind};
 use crate::formats::fat::device::{ReadOnly, WindowDevice};
 use crate::formats::gpt::{self, HeaderCheck, SECTOR_BYTES, TableRead};
+use crate::formats::qcow2::ReadError;
 use crate::formats::swap;
 
 /// Where ESPs keep a grub.cfg: grub-install's, removable media's, ours.
@@ -157,24 +158,19 @@ pub fn inspect(path: &Path, source: &mut Source, size_bytes: u64) -> Result<Disk
 fn read_error(path: &Path, source: io::Error) -> Error {
     // A qcow2 reader's own errors (truncation, corrupt clusters) come
     // wrapped in io::Error by its Read impl; show them as qcow2 errors.
-    match source
-        .get_ref()
-        .and_then(|e| e.downcast_ref::<crate::formats::qcow2::ReadError>())
-    {
-        Some(_) => {
-            let inner = source
-                .into_inner()
-                .and_then(|e| e.downcast::<crate::formats::qcow2::ReadError>().ok())
-                .expect("checked above");
-            Error::Qcow2 {
-                path: path.to_path_buf(),
-                source: *inner,
-            }
-        }
-        None => Error::Reading {
+    if source.get_ref().is_some_and(|e| e.is::<ReadError>()) {
+        let inner = source
+            .into_inner()
+            .and_then(|e| e.downcast::<ReadError>().ok())
+            .expect("checked above");
+        return Error::Qcow2 {
             path: path.to_path_buf(),
-            source,
-        },
+            source: *inner,
+        };
+    }
+    Error::Reading {
+        path: path.to_path_buf(),
+        source,
     }
 }
 

@@ -159,7 +159,12 @@ impl Error {
     /// opposed to the machine (a tool missing, an I/O error).
     pub fn is_bad_input(&self) -> bool {
         match self {
-            Error::Reading { .. } | Error::Tool { .. } => false,
+            // A path that is not there, or not a file, is the user's to fix.
+            Error::Reading { source, .. } => matches!(
+                source.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::IsADirectory
+            ),
+            Error::Tool { .. } => false,
             Error::Qcow2 { source, .. } => !matches!(source, ReadError::Reading { .. }),
             _ => true,
         }
