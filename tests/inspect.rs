@@ -552,3 +552,47 @@ fn the_text_form_shows_the_same_facts_one_per_line() {
         .expect("a linux line");
     assert!(linux.ends_with("hugepages=4 isolcpus=1"), "{linux}");
 }
+
+#[test]
+fn a_data_only_config_drive_iso_has_no_boot_entries_and_an_openstack_seed() {
+    let dir = temp_dir("inspect-cfg2-");
+    let staging = dir.path().join("staging");
+    let latest = staging.join("openstack/latest");
+    fs::create_dir_all(&latest).unwrap();
+    fs::write(latest.join("user_data"), "#cloud-config\n").unwrap();
+    fs::write(latest.join("meta_data.json"), r#"{"uuid": "n1"}"#).unwrap();
+    fs::write(latest.join("network_data.json"), r#"{"links": []}"#).unwrap();
+    let iso = dir.path().join("config-drive.iso");
+    let out = support::osforge()
+        .arg("iso")
+        .arg(&staging)
+        .arg(&iso)
+        .args(["--volume-id", "config-2", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let i = &inspect_json(&iso)["iso"];
+    assert_eq!(i["volume_id"], "config-2");
+    assert_eq!(i["boot_entries"], serde_json::json!([]));
+    assert!(i["grub"].is_null() && i["kernel_version"].is_null());
+    assert_eq!(i["seed"]["datasource"], "configdrive");
+    let files: Vec<(&str, u64)> = i["seed"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap(),
+                f["size_bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        files,
+        [
+            ("openstack/latest/meta_data.json", 14),
+            ("openstack/latest/network_data.json", 13),
+            ("openstack/latest/user_data", 14),
+        ]
+    );
+}
