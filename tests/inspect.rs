@@ -540,7 +540,7 @@ fn the_text_form_shows_the_same_facts_one_per_line() {
         "qcow2: version 3, virtual size 2.0 GiB (2147483648 bytes), cluster size 64.0 KiB, compression zlib",
         "primary header LBA 1 valid; backup header LBA 4194303 valid",
         "partition 3 'esp': EFI System [C12A7328-F81F-11D2-BA4B-00A0C93EC93B]",
-        "  EFI/BOOT/BOOTX64.EFI (",
+        "files on partition 3 'esp':\n  EFI/BOOT/BOOTX64.EFI (",
         "GRUB menu (partition 4 (boot): /grub/grub.cfg):",
         &format!("kernel {KERNEL_VERSION}: /vmlinuz-{KERNEL_VERSION} (3.0 MiB)"),
     ] {
@@ -595,4 +595,62 @@ fn a_data_only_config_drive_iso_has_no_boot_entries_and_an_openstack_seed() {
             ("openstack/latest/user_data", 14),
         ]
     );
+}
+
+#[test]
+fn an_mbr_only_disk_shows_its_primary_partitions_and_their_filesystems() {
+    let dir = temp_dir("inspect-mbr-");
+    let img = dir.path().join("mbr.img");
+    fs::File::create(&img).unwrap().set_len(64 * MIB).unwrap();
+    let mut sfdisk = Command::new("sfdisk")
+        .arg("-q")
+        .arg(&img)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        sfdisk.stdin.as_mut().unwrap(),
+        b"label: dos\nstart=2048, size=40960, type=83\nstart=43008, size=40960, type=c, bootable\n",
+    )
+    .unwrap();
+    assert!(sfdisk.wait().unwrap().success());
+    run_ok(
+        Command::new("mke2fs")
+            .args(["-q", "-t", "ext4", "-L", "data", "-E", "offset=1048576"])
+            .arg(&img)
+            .arg("20M"),
+    );
+    run_ok(
+        Command::new("mkfs.fat")
+            .args(["--offset=43008", "-n", "MBRFAT"])
+            .arg(&img)
+            .arg("20480"),
+    );
+    let hello = dir.path().join("hello.txt");
+    fs::write(&hello, "hello\n").unwrap();
+    run_ok(
+        Command::new("mcopy")
+            .arg("-i")
+            .arg(format!("{}@@{}", img.display(), 43008 * 512))
+            .arg(&hello)
+            .arg("::/HELLO.TXT"),
+    );
+    let d = &inspect_json(&img)["disk"];
+    assert!(d["gpt"].is_null());
+    let parts = d["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 2);
+    assert_eq!(
+        (parts[0]["number"].as_u64(), parts[0]["mbr_type"].as_u64()),
+        (Some(1), Some(0x83))
+    );
+    assert_eq!(parts[0]["start_bytes"], MIB);
+    assert_eq!(parts[0]["filesystem"]["type"], "ext4");
+    assert_eq!(parts[0]["filesystem"]["label"], "data");
+    assert_eq!(parts[1]["size_bytes"], 20 * MIB);
+    assert_eq!(parts[1]["filesystem"]["label"], "MBRFAT");
+    assert_eq!(
+        parts[1]["filesystem"]["files"],
+        serde_json::json!([{"path": "HELLO.TXT", "size_bytes": 6}])
+    );
+    assert_eq!(d["mbr"][1]["bootable"], true);
 }

@@ -138,11 +138,20 @@ fn esp_files(o: &mut String, parts: &[inspect::PartitionReport]) {
         if let Filesystem::Vfat { files, .. } = &p.filesystem
             && !files.is_empty()
         {
-            let _ = writeln!(o, "files on partition {} ({}):", p.number, p.name);
+            let _ = writeln!(o, "files on partition {}:", title(p));
             for f in files {
                 let _ = writeln!(o, "  {} ({})", f.path, human_bytes(f.size_bytes));
             }
         }
+    }
+}
+
+/// `3 'esp'`, or just the number when the partition has no name (MBR).
+fn title(p: &inspect::PartitionReport) -> String {
+    if p.name.is_empty() {
+        p.number.to_string()
+    } else {
+        format!("{} '{}'", p.number, p.name)
     }
 }
 
@@ -168,17 +177,23 @@ fn partitions(o: &mut String, parts: &[inspect::PartitionReport]) {
             ),
             Filesystem::Swap { label, uuid, .. } => format!("swap label '{label}' UUID {uuid}"),
         };
+        let type_id = match (&p.type_guid, p.mbr_type) {
+            (Some(guid), _) => guid.clone(),
+            (None, Some(code)) => format!("MBR {code:#04x}"),
+            (None, None) => "-".into(),
+        };
+        let guid = p
+            .guid
+            .as_ref()
+            .map_or(String::new(), |g| format!(", GUID {g}"));
         let _ = writeln!(
             o,
-            "partition {} '{}': {} [{}], bytes {}..{} ({}), GUID {}; {fs}",
-            p.number,
-            p.name,
+            "partition {}: {} [{type_id}], bytes {}..{} ({}){guid}; {fs}",
+            title(p),
             p.type_name.unwrap_or("unknown type"),
-            p.type_guid,
             p.start_bytes,
             p.end_bytes,
             human_bytes(p.size_bytes),
-            p.guid
         );
     }
 }

@@ -28,6 +28,9 @@ const FAT32_LABEL_AT: usize = 71;
 const FAT_LABEL_BYTES: usize = 11;
 const FAT16_TYPE_AT: usize = 54;
 const FAT32_TYPE_AT: usize = 82;
+/// MBR types that hold no filesystem: GPT's protective record, extended
+/// partitions (containers of logical ones).
+const MBR_NOT_DATA: [u8; 4] = [0xEE, 0x05, 0x0F, 0x85];
 /// Bytes read from the start of a partition to tell its filesystem.
 const PROBE_BYTES: usize = 4096;
 
@@ -72,11 +75,16 @@ pub struct HeaderState {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PartitionReport {
+    /// GPT entry number, or MBR record 1 to 4 on a disk without a GPT.
     pub number: u32,
+    /// GPT's name; empty on an MBR-only disk.
     pub name: String,
-    pub type_guid: String,
+    /// GPT's type GUID; None on an MBR-only disk, which has `mbr_type`.
+    pub type_guid: Option<String>,
+    pub mbr_type: Option<u8>,
     pub type_name: Option<&'static str>,
-    pub guid: String,
+    /// GPT's unique partition GUID.
+    pub guid: Option<String>,
     pub first_lba: u64,
     /// Inclusive, as GPT stores it.
     pub last_lba: u64,
@@ -137,7 +145,11 @@ pub fn inspect(path: &Path, source: &mut Source, size_bytes: u64) -> Result<Disk
         size_bytes,
         mbr: mbr_partitions(&records),
         gpt: gpt_report(&table),
-        partitions: partitions(&table),
+        partitions: if table.has_gpt() {
+            partitions(&table)
+        } else {
+            mbr_only_partitions(&records)
+        },
         grub: None,
         kernels: Vec::new(),
     };
@@ -216,9 +228,10 @@ pub(super) fn partitions(table: &TableRead) -> Vec<PartitionReport> {
         .map(|(number, e)| PartitionReport {
             number: *number,
             name: e.name.clone(),
-            type_guid: e.type_guid.to_upper(),
+            type_guid: Some(e.type_guid.to_upper()),
+            mbr_type: None,
             type_name: boot::gpt_type_name(e.type_guid),
-            guid: e.unique_guid.to_upper(),
+            guid: Some(e.unique_guid.to_upper()),
             first_lba: e.first_lba,
             last_lba: e.last_lba,
             start_bytes: e.first_lba * SECTOR_BYTES,
@@ -226,6 +239,33 @@ pub(super) fn partitions(table: &TableRead) -> Vec<PartitionReport> {
             size_bytes: e.sectors() * SECTOR_BYTES,
             attributes: e.attributes,
             filesystem: Filesystem::None,
+        })
+        .collect()
+}
+
+/// The partitions of a disk partitioned with an MBR alone: its primary
+/// records (logical partitions in an extended one are not followed).
+fn mbr_only_partitions(records: &[gpt::MbrRecord]) -> Vec<PartitionReport> {
+    records
+        .iter()
+        .filter(|r| !MBR_NOT_DATA.contains(&r.type_code) && r.sectors > 0)
+        .map(|r| {
+            let (first, sectors) = (u64::from(r.first_lba), u64::from(r.sectors));
+            PartitionReport {
+                number: u32::from(r.index),
+                name: String::new(),
+                type_guid: None,
+                mbr_type: Some(r.type_code),
+                type_name: Some(boot::mbr_type_name(r.type_code)),
+                guid: None,
+                first_lba: first,
+                last_lba: first + sectors - 1,
+                start_bytes: first * SECTOR_BYTES,
+                end_bytes: (first + sectors) * SECTOR_BYTES,
+                size_bytes: sectors * SECTOR_BYTES,
+                attributes: 0,
+                filesystem: Filesystem::None,
+            }
         })
         .collect()
 }
