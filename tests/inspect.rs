@@ -359,6 +359,17 @@ fn a_live_iso_shows_its_boot_entries_files_menu_seed_and_kernel_version() {
     }
     assert_eq!(i["live_files"].as_array().unwrap().len(), 3);
     assert_eq!(i["kernel_version"], ISO_KERNEL);
+    let stat = unsquashfs_stat(&staging.join("live/filesystem.squashfs"));
+    let inodes = i["squashfs"]["inode_count"].to_string();
+    assert!(
+        stat.contains(&format!("Number of inodes {inodes}\n")),
+        "{stat}"
+    );
+    let compression = i["squashfs"]["compression"].as_str().unwrap();
+    assert!(
+        stat.contains(&format!("Compression {compression}\n")),
+        "{stat}"
+    );
     let entry = &i["grub"]["entries"][0];
     assert_eq!(entry["title"], "Live (node-1)");
     assert_eq!(entry["kernel"], "/live/vmlinuz");

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use crate::cli::GlobalArgs;
 use crate::error::InputError;
-use crate::inspect::{self, DiskReport, Filesystem, GrubMenu, IsoReport, Report, SquashfsReport};
+use crate::inspect::{
+    self, DiskReport, Filesystem, GrubMenu, IsoReport, Report, SquashfsReport, SuperblockFacts,
+};
 use crate::util::size::human_bytes;
 
 #[derive(Debug, clap::Args)]
@@ -278,6 +280,10 @@ fn iso(o: &mut String, i: &IsoReport) {
     if let Some(v) = &i.kernel_version {
         let _ = writeln!(o, "kernel version: {v}");
     }
+    if let Some(s) = &i.squashfs {
+        o.push_str("/live/filesystem.squashfs: ");
+        superblock(o, s);
+    }
     grub(o, i.grub.as_ref());
     match &i.seed {
         None => {
@@ -293,6 +299,18 @@ fn iso(o: &mut String, i: &IsoReport) {
 }
 
 fn squashfs(o: &mut String, s: &SquashfsReport) {
+    superblock(o, &s.superblock);
+    let _ = writeln!(
+        o,
+        "{} entries: {} regular files, {} directories",
+        s.entry_count, s.regular_file_count, s.directory_count
+    );
+    if !s.kernel_versions.is_empty() {
+        let _ = writeln!(o, "kernel modules for: {}", s.kernel_versions.join(", "));
+    }
+}
+
+fn superblock(o: &mut String, s: &SuperblockFacts) {
     let _ = writeln!(
         o,
         "squashfs {}: compression {}, block size {}, {} inodes, {} bytes used, made at {} (Unix time)",
@@ -304,12 +322,4 @@ fn squashfs(o: &mut String, s: &SquashfsReport) {
         s.mkfs_time
     );
     let _ = writeln!(o, "flags: {}", s.flags.join(", "));
-    let _ = writeln!(
-        o,
-        "{} entries: {} regular files, {} directories",
-        s.entry_count, s.regular_file_count, s.directory_count
-    );
-    if !s.kernel_versions.is_empty() {
-        let _ = writeln!(o, "kernel modules for: {}", s.kernel_versions.join(", "));
-    }
 }

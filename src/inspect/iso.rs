@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::boot::{self, GrubMenu};
 use super::disk::{self, GptReport, MbrPartition, PartitionReport};
+use super::squashfs::SuperblockFacts;
 use super::{Error, FileEntry, Kind};
 use crate::formats::gpt;
 
@@ -25,6 +26,8 @@ const GRUB_CFG: &str = "boot/grub/grub.cfg";
 const NOCLOUD_FILES: [&str; 4] = ["user-data", "meta-data", "network-config", "vendor-data"];
 /// An OpenStack config drive (`config-2`) keeps its files here.
 const CONFIG_DRIVE_DIR: &str = "openstack/latest";
+/// A squashfs superblock's bytes.
+const SQUASHFS_HEAD_BYTES: usize = 96;
 /// Room for the El Torito catalog: one block holds 63 entries.
 const CATALOG_BUF_BYTES: usize = 2048 * 4;
 
@@ -43,6 +46,8 @@ pub struct IsoReport {
     pub live_files: Vec<FileEntry>,
     /// From the bzImage header of `live/vmlinuz`.
     pub kernel_version: Option<String>,
+    /// The superblock of `live/filesystem.squashfs`.
+    pub squashfs: Option<SuperblockFacts>,
     pub grub: Option<GrubMenu>,
     pub seed: Option<SeedReport>,
 }
@@ -145,6 +150,11 @@ pub fn inspect(path: &Path, file: File, size_bytes: u64) -> Result<IsoReport, Er
     let kernel_version = super::fs::read_head(&vol, LIVE_FILES[0], boot::KERNEL_HEAD_BYTES)
         .map_err(&malformed)?
         .and_then(|head| boot::bzimage_version(&head));
+    let squashfs = super::fs::read_head(&vol, LIVE_FILES[2], SQUASHFS_HEAD_BYTES)
+        .map_err(&malformed)?
+        .map(|head| SuperblockFacts::parse(&head))
+        .transpose()
+        .map_err(|reason| malformed(format!("/{}: {reason}", LIVE_FILES[2])))?;
     let grub = super::fs::read_file(&vol, GRUB_CFG)
         .map_err(&malformed)?
         .map(|bytes| GrubMenu {
@@ -186,6 +196,7 @@ pub fn inspect(path: &Path, file: File, size_bytes: u64) -> Result<IsoReport, Er
         partitions,
         live_files,
         kernel_version,
+        squashfs,
         grub,
         seed,
     })

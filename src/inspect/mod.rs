@@ -30,7 +30,7 @@ pub use disk::{
     DiskReport, Filesystem, GptReport, HeaderState, KernelFile, MbrPartition, PartitionReport,
 };
 pub use iso::{BootEntry, IsoReport, SeedReport};
-pub use squashfs::SquashfsReport;
+pub use squashfs::{SquashfsReport, SuperblockFacts};
 
 use crate::formats::qcow2::{Qcow2Info, Qcow2Reader, ReadError};
 

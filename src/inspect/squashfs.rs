@@ -21,8 +21,9 @@ const MODULE_DIRS: [&str; 2] = ["/lib/modules/", "/usr/lib/modules/"];
 /// it lists.
 const LIST_ROOT: &str = "squashfs-root";
 
+/// What the superblock says.
 #[derive(Debug, Clone, Serialize)]
-pub struct SquashfsReport {
+pub struct SuperblockFacts {
     pub version: String,
     pub compression: String,
     pub block_size_bytes: u32,
@@ -33,6 +34,43 @@ pub struct SquashfsReport {
     pub fragment_count: u32,
     pub id_count: u16,
     pub flags: Vec<&'static str>,
+}
+
+impl SuperblockFacts {
+    /// The facts of a squashfs 4.0 superblock, or why there are none.
+    pub fn parse(head: &[u8]) -> Result<SuperblockFacts, String> {
+        let sb = Superblock::from_bytes(head)
+            .ok_or_else(|| format!("{} bytes is shorter than its superblock", head.len()))?;
+        let (major, minor) = Superblock::version(head).unwrap_or_default();
+        if major != 4 {
+            return Err(format!(
+                "version {major}.{minor}; only squashfs 4.0 is read"
+            ));
+        }
+        if !sb.block_size.is_power_of_two() || sb.block_size.trailing_zeros() > 20 {
+            return Err(format!(
+                "block size {} is not a power of two up to 1M",
+                sb.block_size
+            ));
+        }
+        Ok(SuperblockFacts {
+            version: format!("{major}.{minor}"),
+            compression: compression_name(sb.compression_id),
+            block_size_bytes: sb.block_size,
+            inode_count: sb.inode_count,
+            bytes_used: sb.bytes_used,
+            mkfs_time: sb.modification_time,
+            fragment_count: sb.fragment_entry_count,
+            id_count: sb.id_count,
+            flags: flag_names(sb.flags),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SquashfsReport {
+    #[serde(flatten)]
+    pub superblock: SuperblockFacts,
     /// Every entry, the root directory included, as unsquashfs lists them.
     pub entry_count: u64,
     pub regular_file_count: u64,
@@ -42,45 +80,23 @@ pub struct SquashfsReport {
 }
 
 pub fn inspect(path: &Path, head: &[u8], size_bytes: u64) -> Result<SquashfsReport, Error> {
-    let malformed = |reason: String| Error::Malformed {
+    let superblock = SuperblockFacts::parse(head).map_err(|reason| Error::Malformed {
         path: path.to_path_buf(),
         kind: Kind::Squashfs,
         reason,
-    };
-    let sb = Superblock::from_bytes(head)
-        .ok_or_else(|| malformed(format!("{size_bytes} bytes is shorter than its superblock")))?;
-    let (major, minor) = Superblock::version(head).unwrap_or_default();
-    if major != 4 {
-        return Err(malformed(format!(
-            "version {major}.{minor}; only squashfs 4.0 is read"
-        )));
-    }
-    if sb.bytes_used > size_bytes {
+    })?;
+    if superblock.bytes_used > size_bytes {
         return Err(Error::Truncated {
             path: path.to_path_buf(),
             kind: Kind::Squashfs,
             what: "superblock (bytes_used)",
-            needed_bytes: sb.bytes_used,
+            needed_bytes: superblock.bytes_used,
             size_bytes,
         });
     }
-    if !sb.block_size.is_power_of_two() || sb.block_size.trailing_zeros() > 20 {
-        return Err(malformed(format!(
-            "block size {} is not a power of two up to 1M",
-            sb.block_size
-        )));
-    }
     let listing = list(path)?;
     let mut report = SquashfsReport {
-        version: format!("{major}.{minor}"),
-        compression: compression_name(sb.compression_id),
-        block_size_bytes: sb.block_size,
-        inode_count: sb.inode_count,
-        bytes_used: sb.bytes_used,
-        mkfs_time: sb.modification_time,
-        fragment_count: sb.fragment_entry_count,
-        id_count: sb.id_count,
-        flags: flag_names(sb.flags),
+        superblock,
         entry_count: listing.len() as u64,
         regular_file_count: listing.iter().filter(|(t, _)| *t == '-').count() as u64,
         directory_count: listing.iter().filter(|(t, _)| *t == 'd').count() as u64,
