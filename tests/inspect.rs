@@ -665,3 +665,35 @@ fn an_mbr_only_disk_shows_its_primary_partitions_and_their_filesystems() {
     );
     assert_eq!(d["mbr"][1]["bootable"], true);
 }
+
+#[test]
+fn qcow2_images_written_by_qemu_img_read_like_the_raw_image() {
+    let b = disk();
+    let raw = inspect_json(&b.raw);
+    let dir = temp_dir("inspect-qemu-");
+    // Version 2, version 3 with zlib clusters, zstd clusters of 4 KiB: the
+    // reader must follow qemu's layout (tables first), not only osforge's.
+    for (name, options, version, compression) in [
+        ("v2.qcow2", vec!["-o", "compat=0.10"], 2, "zlib"),
+        ("zlib.qcow2", vec!["-c"], 3, "zlib"),
+        (
+            "zstd.qcow2",
+            vec!["-c", "-o", "compression_type=zstd,cluster_size=4096"],
+            3,
+            "zstd",
+        ),
+    ] {
+        let image = dir.path().join(name);
+        run_ok(
+            Command::new("qemu-img")
+                .args(["convert", "-O", "qcow2"])
+                .args(&options)
+                .arg(&b.raw)
+                .arg(&image),
+        );
+        let report = inspect_json(&image);
+        assert_eq!(report["qcow2"]["version"], version, "{name}");
+        assert_eq!(report["qcow2"]["compression"], compression, "{name}");
+        assert_eq!(report["disk"], raw["disk"], "{name}");
+    }
+}
