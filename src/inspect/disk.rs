@@ -15,6 +15,7 @@ use crate::formats::fat::device::{ReadOnly, WindowDevice};
 use crate::formats::gpt::{self, HeaderCheck, SECTOR_BYTES, TableRead};
 use crate::formats::qcow2::ReadError;
 use crate::formats::swap;
+use crate::profile::PartitionType;
 
 /// Where ESPs keep a grub.cfg: grub-install's, removable media's, ours.
 const ESP_GRUB_CFGS: [&str; 3] = [
@@ -22,12 +23,16 @@ const ESP_GRUB_CFGS: [&str; 3] = [
     "EFI/BOOT/grub.cfg",
     "boot/grub/grub.cfg",
 ];
-/// FAT boot sector fields: the extended boot signature and the label.
+/// FAT boot sector fields, where FAT12/16 and FAT32 keep them: the volume
+/// label and the file system type text ("FAT16   ", "FAT32   "), and the
+/// boot signature every FAT boot sector ends with.
 const FAT16_LABEL_AT: usize = 43;
 const FAT32_LABEL_AT: usize = 71;
 const FAT_LABEL_BYTES: usize = 11;
 const FAT16_TYPE_AT: usize = 54;
 const FAT32_TYPE_AT: usize = 82;
+const BOOT_SIGNATURE_AT: usize = 510;
+const BOOT_SIGNATURE: [u8; 2] = [0x55, 0xAA];
 /// MBR types that hold no filesystem: GPT's protective record, extended
 /// partitions (containers of logical ones).
 const MBR_NOT_DATA: [u8; 4] = [0xEE, 0x05, 0x0F, 0x85];
@@ -307,7 +312,9 @@ fn probe(path: &Path, source: &mut Source, p: &PartitionReport) -> Result<Filesy
         });
     }
     let fat_type = |at: usize| head[at..at + 3] == *b"FAT";
-    if head[510..512] == [0x55, 0xAA] && (fat_type(FAT16_TYPE_AT) || fat_type(FAT32_TYPE_AT)) {
+    if head[BOOT_SIGNATURE_AT..BOOT_SIGNATURE_AT + 2] == BOOT_SIGNATURE
+        && (fat_type(FAT16_TYPE_AT) || fat_type(FAT32_TYPE_AT))
+    {
         return fat(path, source, p, &head);
     }
     Ok(Filesystem::None)
@@ -406,7 +413,9 @@ fn find_boot(path: &Path, source: &mut Source, report: &mut DiskReport) -> Resul
             Filesystem::Ext4 { label, .. } => label.as_str(),
             _ => "",
         };
-        p.type_name == Some("Linux extended boot") || label == "boot" || p.name == "boot"
+        p.type_guid.as_deref() == Some(PartitionType::Xbootldr.gpt_guid())
+            || label == "boot"
+            || p.name == "boot"
     };
     // Stable: /boot-like first, then the smaller ones (less to copy).
     candidates.sort_by_key(|p| (!looks_like_boot(p), p.size_bytes));
