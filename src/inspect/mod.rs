@@ -250,7 +250,9 @@ pub fn inspect(path: &Path) -> Result<Report, Error> {
 }
 
 /// Reads `<image>.sha256` and `<image>.md5sum` (sha256sum/md5sum format, as
-/// the build writes them) and hashes the image once for both.
+/// the build writes them) and hashes the image once for both. They are all
+/// `osforge build` leaves beside an image: its report (stages, cache keys,
+/// digests) goes to stdout with `--json`, not to a file.
 fn check_sidecars(path: &Path) -> Result<Vec<ChecksumCheck>, Error> {
     use md5::{Digest, Md5};
     use sha2::Sha256;
