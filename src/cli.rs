@@ -44,6 +44,8 @@ pub enum Command {
     Iso(commands::iso::Args),
     /// Write a FAT12/16/32 image from a directory.
     Fat(commands::fat::Args),
+    /// Show what is in an ISO, qcow2, raw disk or squashfs (partitions, boot, files).
+    Inspect(commands::inspect::Args),
     /// List the host profiles in the search path.
     Profiles(commands::profiles::Args),
     /// Show a profile merged, its cloud-init files and kernel command line rendered.

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod formats;
+pub mod inspect;
 pub mod netconfig;
 pub mod osconfig;
 pub mod pipeline;

@@ -6,6 +6,7 @@ pub mod disk;
 pub mod doctor;
 pub mod fat;
 pub mod import_airship;
+pub mod inspect;
 pub mod iso;
 pub mod profiles;
 pub mod qcow2;
@@ -22,6 +23,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Squashfs(args) => squashfs::run(args, &cli.global),
         Command::Iso(args) => iso::run(args, &cli.global),
         Command::Fat(args) => fat::run(args, &cli.global),
+        Command::Inspect(args) => inspect::run(args, &cli.global),
         Command::Profiles(args) => profiles::run(args, &cli.global),
         Command::Render(args) => render::run(args, &cli.global),
         Command::Doctor(args) => doctor::run(args, &cli.global),

@@ -64,6 +64,32 @@ pub fn header(size_bytes: u64, uuid: Guid, label: &str) -> Result<Vec<u8>, Error
     Ok(page)
 }
 
+/// A swap area's header, read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Area {
+    pub label: String,
+    pub uuid: Guid,
+    /// Pages up to and including `last_page`.
+    pub size_bytes: u64,
+}
+
+/// Reads a version 1 header page (4 KiB pages); None without the magic.
+pub fn parse_header(page: &[u8]) -> Option<Area> {
+    let page = page.get(..PAGE_BYTES as usize)?;
+    let magic_at = PAGE_BYTES as usize - MAGIC.len();
+    let le32 = |at: usize| u32::from_le_bytes(page[at..at + 4].try_into().unwrap());
+    if &page[magic_at..] != MAGIC || le32(VERSION_AT) != VERSION {
+        return None;
+    }
+    let label = &page[LABEL_AT..LABEL_AT + LABEL_BYTES];
+    let end = label.iter().position(|&c| c == 0).unwrap_or(LABEL_BYTES);
+    Some(Area {
+        label: String::from_utf8_lossy(&label[..end]).into_owned(),
+        uuid: Guid(page[UUID_AT..UUID_AT + 16].try_into().unwrap()),
+        size_bytes: (u64::from(le32(LAST_PAGE_AT)) + 1) * PAGE_BYTES,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +106,11 @@ mod tests {
         );
         assert_eq!(&page[1036..1052], &[0xab; 16]);
         assert_eq!(&page[1052..1056], b"swap");
+        let area = parse_header(&page).unwrap();
+        assert_eq!(
+            (area.label.as_str(), area.uuid, area.size_bytes),
+            ("swap", uuid, 64 << 20)
+        );
         assert!(header(9 * 4096, uuid, "").is_err());
         assert!(header(1 << 20, uuid, &"l".repeat(17)).is_err());
     }

@@ -137,40 +137,45 @@ pub const SNAPSHOT: SnapshotOptions = SnapshotOptions {
 
 pub fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        require_root();
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("disk-tests");
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        let rootfs = dir.join("rootfs");
-        make_rootfs(&rootfs);
-        let profile = dir.join("disk-test.yaml");
-        fs::write(&profile, PROFILE).unwrap();
-        let before = snapshot(&rootfs, &SNAPSHOT);
-        let (qcow2, raw) = (dir.join("disk.qcow2"), dir.join("disk.raw"));
-        let out = support::osforge()
-            .args([
-                "disk",
-                "--profile",
-                profile.to_str().unwrap(),
-                "--root",
-                rootfs.to_str().unwrap(),
-            ])
-            .arg(&qcow2)
-            .arg(&raw)
-            .env("SOURCE_DATE_EPOCH", EPOCH)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "osforge disk failed:\n{}", text(&out));
-        Built {
-            dir,
-            rootfs,
-            profile,
-            qcow2,
-            raw,
-            before,
-        }
-    })
+    BUILT.get_or_init(|| build_in("disk-tests"))
+}
+
+/// Builds the fixture disk in `<target tmp>/<name>` (emptied first). Test
+/// files that run at the same time use different names, so that one
+/// does not remove another's images.
+pub fn build_in(name: &str) -> Built {
+    require_root();
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let rootfs = dir.join("rootfs");
+    make_rootfs(&rootfs);
+    let profile = dir.join("disk-test.yaml");
+    fs::write(&profile, PROFILE).unwrap();
+    let before = snapshot(&rootfs, &SNAPSHOT);
+    let (qcow2, raw) = (dir.join("disk.qcow2"), dir.join("disk.raw"));
+    let out = support::osforge()
+        .args([
+            "disk",
+            "--profile",
+            profile.to_str().unwrap(),
+            "--root",
+            rootfs.to_str().unwrap(),
+        ])
+        .arg(&qcow2)
+        .arg(&raw)
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "osforge disk failed:\n{}", text(&out));
+    Built {
+        dir,
+        rootfs,
+        profile,
+        qcow2,
+        raw,
+        before,
+    }
 }
 
 /// `sgdisk -p`'s partition lines: (number, first LBA, last LBA, code, name).

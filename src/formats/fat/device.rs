@@ -112,3 +112,33 @@ fn read_filling_holes(reader: &mut impl Read, mut buf: &mut [u8]) -> io::Result<
     }
     Ok(())
 }
+
+/// A reader that refuses writes, so [`WindowDevice`] can serve a FAT volume
+/// that is only read (mounted `read_only`, which never writes) out of a
+/// source that cannot be written, such as a qcow2 image's guest disk.
+pub struct ReadOnly<T>(pub T);
+
+impl<T: Read> Read for ReadOnly<T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<T: Seek> Seek for ReadOnly<T> {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.0.seek(pos)
+    }
+}
+
+impl<T> Write for ReadOnly<T> {
+    fn write(&mut self, _buf: &[u8]) -> io::Result<usize> {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "the volume is opened read-only",
+        ))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

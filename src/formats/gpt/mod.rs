@@ -16,6 +16,8 @@
 //!  last LBA     backup header ──► entries at last-32
 //! ```
 //!
+//! [`read_table`] reads a table back, checking both header copies.
+//!
 //! Everything is checked when a partition is added (bounds, overlaps, name
 //! length), so [`PartitionTable::to_bytes`] cannot fail. Written by hand
 //! rather than with gptman: the format is three small structures, and the
@@ -25,6 +27,7 @@ mod entry;
 mod guid;
 mod header;
 mod mbr;
+mod read;
 
 pub use entry::{
     ATTR_LEGACY_BIOS_BOOTABLE, ATTR_REQUIRED_PARTITION, ENTRY_BYTES, Entry, NAME_UNITS,
@@ -32,6 +35,7 @@ pub use entry::{
 pub use guid::{Guid, ParseGuidError};
 pub use header::Header;
 pub use mbr::{BOOT_CODE_BYTES, GPT_PROTECTIVE_TYPE, ProtectiveMbr};
+pub use read::{HeaderCheck, HeaderError, MbrRecord, TableRead, parse_mbr, read_table};
 
 /// GPT on these disks uses 512-byte logical blocks.
 pub const SECTOR_BYTES: u64 = 512;

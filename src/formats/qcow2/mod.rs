@@ -23,6 +23,9 @@
 //! (what qemu's `inflateInit2(-12)` accepts) or zstd frames; a cluster that does
 //! not shrink is stored uncompressed, as qemu does.
 //!
+//! [`Qcow2Reader`] reads an image back as the guest sees it (for tests and
+//! `osforge inspect`).
+//!
 //! Usage: [`Qcow2Writer::new`] with [`Options`], then [`Qcow2Writer::write_disk`]
 //! for a seekable disk or [`Qcow2Writer::write_stream`] for a pipe.
 
@@ -33,6 +36,7 @@ mod layout;
 mod pipeline;
 #[cfg(test)]
 mod readback;
+pub mod reader;
 mod refcount;
 mod source;
 mod table;
@@ -42,6 +46,7 @@ use std::fmt;
 use std::io;
 use std::str::FromStr;
 
+pub use reader::{Qcow2Info, Qcow2Reader, ReadError};
 pub use source::{CompositeDisk, DiskSource, Extent, ExtentData, RawFile};
 pub use writer::{Options, Qcow2Writer, Summary};
 
@@ -53,7 +58,8 @@ pub const MAX_CLUSTER_SIZE: u32 = 2 << 20;
 pub const DEFAULT_CLUSTER_SIZE: u32 = 64 << 10;
 
 /// How data clusters are stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Compression {
     /// Standard (uncompressed) clusters only.
     None,

@@ -1,13 +1,13 @@
-//! A minimal qcow2 reader for unit tests: reads an image back into raw bytes
+//! A strict qcow2 check for unit tests: reads an image back into raw bytes
 //! and recomputes every refcount from the tables, as `qemu-img check` does, so
-//! writer tests can run without qemu. Decompression follows qemu: raw inflate
-//! with a 4 KiB window, and zstd, each from whole 512-byte sectors.
+//! writer tests can run without qemu. Cluster decoding is the library
+//! reader's ([`super::reader`]), which follows qemu: raw inflate with a 4 KiB
+//! window, and zstd, each from whole 512-byte sectors; what this file adds is
+//! the bookkeeping a reader does not need (COPIED flags, refcounts).
 
-use super::codec::DEFLATE_WINDOW_BITS;
-use super::table::{
-    COPIED_FLAG, L1_TABLE_OFFSET_MASK, L2_COMPRESSED_BIT, L2_STANDARD_OFFSET_MASK, SECTOR_BYTES,
-    compressed_offset_bits,
-};
+use super::Compression;
+use super::reader::{compressed_extent, decompress_cluster};
+use super::table::{COPIED_FLAG, L1_TABLE_OFFSET_MASK, L2_COMPRESSED_BIT, L2_STANDARD_OFFSET_MASK};
 
 fn be32(b: &[u8], at: u64) -> u32 {
     u32::from_be_bytes(b[at as usize..at as usize + 4].try_into().unwrap())
@@ -62,26 +62,16 @@ pub(crate) fn read_image(image: &[u8]) -> Vec<u8> {
                     0,
                     "compressed clusters are never COPIED"
                 );
-                let x = compressed_offset_bits(cluster_bits);
-                let offset = entry & ((1 << x) - 1);
-                let sectors = ((entry & !L2_COMPRESSED_BIT) >> x) + 1;
-                let end = (offset / SECTOR_BYTES + sectors) * SECTOR_BYTES;
-                count(offset, end);
-                let src = &image[offset as usize..end as usize];
-                if zstd {
-                    let frame = zstd::zstd_safe::find_frame_compressed_size(src).unwrap();
-                    let n = zstd::bulk::Decompressor::new()
-                        .unwrap()
-                        .decompress_to_buffer(&src[..frame], dst)
-                        .unwrap();
-                    assert_eq!(n as u64, cluster);
+                let (offset, len) = compressed_extent(cluster_bits, entry);
+                count(offset, offset + len);
+                let src = &image[offset as usize..(offset + len) as usize];
+                let compression = if zstd {
+                    Compression::Zstd
                 } else {
-                    let mut inflate = zlib_rs::Inflate::new(false, DEFLATE_WINDOW_BITS as u8);
-                    inflate
-                        .decompress(src, dst, zlib_rs::InflateFlush::Finish)
-                        .expect("raw deflate with a 4 KiB window");
-                    assert_eq!(inflate.total_out(), cluster);
-                }
+                    Compression::Zlib
+                };
+                decompress_cluster(compression, src, dst)
+                    .unwrap_or_else(|e| panic!("guest cluster at {guest}: {e}"));
             } else {
                 assert_ne!(entry & COPIED_FLAG, 0, "standard clusters are COPIED");
                 let offset = entry & L2_STANDARD_OFFSET_MASK;

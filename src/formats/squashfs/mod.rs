@@ -24,7 +24,7 @@ mod dir;
 mod inode;
 mod metadata;
 pub mod source;
-mod superblock;
+pub(crate) mod superblock;
 mod tree;
 mod writer;
 mod xattr;

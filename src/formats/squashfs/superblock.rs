@@ -11,6 +11,11 @@ pub(crate) const DEVICE_BLOCK_SIZE: u64 = 4096;
 
 /// Superblock flags (squashfs_fs.h `SQUASHFS_*` bits).
 pub(crate) mod flags {
+    pub const UNCOMPRESSED_INODES: u16 = 0x0001;
+    pub const UNCOMPRESSED_DATA: u16 = 0x0002;
+    pub const UNCOMPRESSED_FRAGMENTS: u16 = 0x0008;
+    pub const UNCOMPRESSED_XATTRS: u16 = 0x0100;
+    pub const UNCOMPRESSED_IDS: u16 = 0x0800;
     pub const NO_FRAGMENTS: u16 = 0x0010;
     pub const ALWAYS_FRAGMENTS: u16 = 0x0020;
     pub const DUPLICATES: u16 = 0x0040;
@@ -42,6 +47,44 @@ pub(crate) struct Superblock {
 }
 
 impl Superblock {
+    /// Parses the superblock at the start of an image (for `osforge
+    /// inspect`); None without the magic or with fewer than 96 bytes.
+    pub fn from_bytes(b: &[u8]) -> Option<Superblock> {
+        let b = b.get(..SUPERBLOCK_SIZE)?;
+        let u16_at = |at: usize| u16::from_le_bytes(b[at..at + 2].try_into().unwrap());
+        let u32_at = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+        let u64_at = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+        if u32_at(0) != MAGIC {
+            return None;
+        }
+        Some(Superblock {
+            inode_count: u32_at(4),
+            modification_time: u32_at(8),
+            block_size: u32_at(12),
+            fragment_entry_count: u32_at(16),
+            compression_id: u16_at(20),
+            flags: u16_at(24),
+            id_count: u16_at(26),
+            root_inode: u64_at(32),
+            bytes_used: u64_at(40),
+            id_table_start: u64_at(48),
+            xattr_id_table_start: u64_at(56),
+            inode_table_start: u64_at(64),
+            directory_table_start: u64_at(72),
+            fragment_table_start: u64_at(80),
+            export_table_start: u64_at(88),
+        })
+    }
+
+    /// The format version (major, minor) of an image's superblock bytes.
+    pub fn version(b: &[u8]) -> Option<(u16, u16)> {
+        let v = b.get(28..32)?;
+        Some((
+            u16::from_le_bytes([v[0], v[1]]),
+            u16::from_le_bytes([v[2], v[3]]),
+        ))
+    }
+
     pub fn to_bytes(&self) -> [u8; SUPERBLOCK_SIZE] {
         debug_assert!(self.block_size.is_power_of_two());
         let mut b = Le::with_capacity(SUPERBLOCK_SIZE);
@@ -109,6 +152,17 @@ mod tests {
             ..Default::default()
         };
         let b = sb.to_bytes();
+        let back = Superblock::from_bytes(&b).unwrap();
+        assert_eq!(
+            (
+                back.inode_count,
+                back.block_size,
+                back.root_inode,
+                back.bytes_used
+            ),
+            (7, 131072, 0xAABB, 4096)
+        );
+        assert_eq!(Superblock::version(&b), Some((4, 0)));
         assert_eq!(&b[0..4], b"hsqs");
         assert_eq!(u32::from_le_bytes(b[4..8].try_into().unwrap()), 7);
         assert_eq!(u32::from_le_bytes(b[12..16].try_into().unwrap()), 131072);
