@@ -110,7 +110,10 @@ impl Drop for Qemu {
     }
 }
 
-/// Boots `config` and watches its console as `watch` says.
+/// Boots `config` and watches its console as `watch` says; returns when the
+/// run ends, with QEMU gone. QEMU is tied to the calling thread: it is killed
+/// if that thread exits first (`PR_SET_PDEATHSIG`), so call this from the
+/// thread that waits for it.
 pub fn run(config: &VmConfig, mut watch: Watch) -> Result<Outcome, Error> {
     // Kept until QEMU is gone: removed on drop.
     let vars = copy_ovmf_vars(config)?;
