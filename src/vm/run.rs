@@ -18,7 +18,7 @@ use super::{Error, QEMU, VmConfig, qemu};
 const CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// The console kept in memory for matching and for the tail shown on
 /// failure; older output is dropped (it is still in the log, if any).
-const MAX_CONSOLE_BYTES: usize = 8 << 20;
+pub const MAX_CONSOLE_BYTES: usize = 8 << 20;
 /// How long the console pipe may stay open after QEMU has exited.
 const EXIT_GRACE: Duration = Duration::from_secs(1);
 
