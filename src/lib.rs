@@ -18,3 +18,4 @@ pub mod pipeline;
 pub mod profile;
 pub mod rootfs;
 pub mod util;
+pub mod vm;

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use support::qemu::{Boot, Firmware, Media, boot_all, marker_field};
+use support::qemu::{Boot, Firmware, ImageFormat, Media, boot_all, marker_field};
 use support::*;
 
 const HOSTNAME: &str = "osforge-iso-test";
@@ -104,16 +104,16 @@ fn the_live_iso_boots_from_cd_and_usb_under_bios_and_uefi_with_its_host_name_and
     let iso = &built().iso;
     let work = temp_dir("iso-boot-");
     let modes = [
-        (Firmware::SeaBios, Media::Cd),
-        (Firmware::SeaBios, Media::UsbDisk),
-        (Firmware::Ovmf, Media::Cd),
-        (Firmware::Ovmf, Media::UsbDisk),
+        (Firmware::Bios, Media::Cd),
+        (Firmware::Bios, Media::Usb),
+        (Firmware::Uefi, Media::Cd),
+        (Firmware::Uefi, Media::Usb),
     ];
     let boots: Vec<Boot> = modes
         .iter()
         .map(|&(firmware, media)| Boot {
             image: iso,
-            format: "raw",
+            format: ImageFormat::Raw,
             firmware,
             media,
             memory_mib: 1536,

@@ -17,7 +17,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use support::qemu::{Boot, Firmware, Media, boot_all};
+use support::qemu::{Boot, Firmware, ImageFormat, Media, boot_all};
 use support::{SnapshotOptions, diff_snapshots, require_root, run_ok, snapshot};
 
 const MARKER: &str = "OSFORGE-MARKER";
@@ -64,14 +64,14 @@ const HOSTS: [Host; 3] = [
         yaml: None,
         hostname: "cp-1",
         params: &["console=ttyS0,115200n8"],
-        firmware: &[Firmware::SeaBios],
+        firmware: &[Firmware::Bios],
     },
     Host {
         profile: "data-plane",
         yaml: None,
         hostname: "dp-1",
         params: DATA_PLANE_PARAMS,
-        firmware: &[Firmware::Ovmf],
+        firmware: &[Firmware::Uefi],
     },
     // control-plane with Secure Boot: the same packages, so the same cached
     // rootfs; only the ESP differs (Debian's signed shim and GRUB).
@@ -82,7 +82,7 @@ const HOSTS: [Host; 3] = [
         ),
         hostname: "cp-sb-1",
         params: &["console=ttyS0,115200n8"],
-        firmware: &[Firmware::OvmfSecureBoot],
+        firmware: &[Firmware::UefiSecure],
     },
 ];
 
@@ -442,9 +442,9 @@ fn the_hosts_boot_under_seabios_ovmf_and_secure_boot_with_their_seed_and_grow_ro
             .iter()
             .map(|(disk, seed, firmware)| Boot {
                 image: disk,
-                format: "qcow2",
+                format: ImageFormat::Qcow2,
                 firmware: *firmware,
-                media: Media::VirtioDisk,
+                media: Media::Disk,
                 memory_mib: MEMORY_MIB,
                 extra_cdroms: vec![seed.clone()],
                 timeout: BOOT_TIMEOUT,
@@ -490,7 +490,7 @@ fn the_hosts_boot_under_seabios_ovmf_and_secure_boot_with_their_seed_and_grow_ro
         );
         assert_eq!(
             field(&log, "efi"),
-            if *firmware == Firmware::SeaBios {
+            if *firmware == Firmware::Bios {
                 "no"
             } else {
                 "yes"
@@ -499,7 +499,7 @@ fn the_hosts_boot_under_seabios_ovmf_and_secure_boot_with_their_seed_and_grow_ro
         );
         assert_eq!(
             field(&log, "sb") == "1",
-            *firmware == Firmware::OvmfSecureBoot,
+            *firmware == Firmware::UefiSecure,
             "{what}: Secure Boot state {:?}",
             field(&log, "sb")
         );

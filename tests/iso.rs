@@ -14,7 +14,7 @@ use tempfile::TempDir;
 
 mod support;
 use support::noise;
-use support::qemu::{Boot, Firmware, Media, boot_until};
+use support::qemu::{Boot, Firmware, ImageFormat, Media, boot_until};
 
 const OSFORGE: &str = env!("CARGO_BIN_EXE_osforge");
 /// 2023-11-14T22:13:20Z.
@@ -639,7 +639,7 @@ fn a_fat_volume_formatted_into_a_window_of_a_disk_image_is_clean() {
 fn boot(iso: &Path, work: &Path, firmware: Firmware, media: Media) -> Result<String, String> {
     let b = Boot {
         image: iso,
-        format: "raw",
+        format: ImageFormat::Raw,
         firmware,
         media,
         memory_mib: 256,
@@ -662,10 +662,10 @@ fn the_iso_boots_grub_from_cd_and_usb_disk_under_bios_and_uefi() {
     let work = TempDir::new().unwrap();
     let (_, iso) = hybrid_iso(work.path());
     let modes = [
-        (Firmware::SeaBios, Media::Cd),
-        (Firmware::SeaBios, Media::UsbDisk),
-        (Firmware::Ovmf, Media::Cd),
-        (Firmware::Ovmf, Media::UsbDisk),
+        (Firmware::Bios, Media::Cd),
+        (Firmware::Bios, Media::Usb),
+        (Firmware::Uefi, Media::Cd),
+        (Firmware::Uefi, Media::Usb),
     ];
     let results: Vec<_> = std::thread::scope(|scope| {
         let handles: Vec<_> = modes

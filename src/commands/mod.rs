@@ -1,6 +1,7 @@
 //! The edge between the command line and the library: each module turns parsed
 //! arguments into a library call, with `anyhow` context for the user.
 
+pub mod boot;
 pub mod build;
 pub mod disk;
 pub mod doctor;
@@ -18,6 +19,7 @@ use crate::cli::{Cli, Command};
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Build(args) => build::run(args, &cli.global),
+        Command::Boot(args) => boot::run(args, &cli.global),
         Command::Qcow2(args) => qcow2::run(args, &cli.global),
         Command::Disk(args) => disk::run(args, &cli.global),
         Command::Squashfs(args) => squashfs::run(args, &cli.global),

@@ -4,6 +4,10 @@
 //! the end ([`super::output::AtomicOutput`]). Destructors do not run when SIGINT or
 //! SIGTERM kills the process, so every temporary path is registered here and the
 //! signal handler removes them before exiting with 128 + signal.
+//!
+//! QEMU (`osforge boot`, the boot tests) needs no entry here: it is started
+//! with `PR_SET_PDEATHSIG` ([`crate::vm::run`]), so the kernel kills it when
+//! this handler's `exit` ends osforge.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

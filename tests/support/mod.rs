@@ -3,6 +3,7 @@
 //! reading `unsquashfs -lln` listings.
 #![allow(dead_code)]
 
+pub mod guest;
 pub mod qemu;
 
 use std::collections::BTreeMap;

@@ -1,41 +1,21 @@
-//! Booting images in QEMU (TCG: KVM hangs guests on these machines) and
-//! reading what they print on the serial console.
+//! Booting images in QEMU for the tests, through osforge's own runner
+//! ([`osforge::vm`], also behind `osforge boot`): TCG, since KVM hangs
+//! guests on these machines, and the serial console kept in a log per boot.
 #![allow(dead_code)]
 
-use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
-/// OVMF built for Secure Boot (needs SMM) and variables with Microsoft's
-/// keys enrolled and Secure Boot on, as on a typical server.
-pub const OVMF_SECBOOT_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
-pub const OVMF_MS_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
+pub use osforge::vm::{Accel, Firmware, ImageFormat, Media, VmConfig};
+use osforge::vm::{Watch, run::run};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Firmware {
-    SeaBios,
-    Ovmf,
-    /// OVMF with Secure Boot enforced.
-    OvmfSecureBoot,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Media {
-    /// An IDE CD-ROM, booted first.
-    Cd,
-    /// A USB stick (EHCI), read-only.
-    UsbDisk,
-    /// A virtio hard disk; writes go to a throwaway overlay (`snapshot=on`).
-    VirtioDisk,
-}
+/// How many console lines a failed boot shows.
+const TAIL_LINES: usize = 30;
 
 pub struct Boot<'a> {
     pub image: &'a Path,
-    /// `raw` or `qcow2`.
-    pub format: &'a str,
+    /// Iso or Raw are both read as raw bytes; Qcow2 as qcow2.
+    pub format: ImageFormat,
     pub firmware: Firmware,
     pub media: Media,
     pub memory_mib: u32,
@@ -46,137 +26,40 @@ pub struct Boot<'a> {
 
 impl Boot<'_> {
     pub fn name(&self) -> String {
-        format!("{:?}-{:?}", self.firmware, self.media)
-    }
-}
-
-/// Kills QEMU when the test is done with it, whatever happened.
-pub struct Qemu(Child);
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        format!("{}-{}", self.firmware, self.media)
     }
 }
 
 /// Boots and waits until `done` accepts the serial log so far; returns the
-/// log, or an error with its tail.
+/// log, or an error with its tail. The log is kept as `<work>/<name>.serial.log`
+/// and the OVMF variables are copied into `work` for this boot.
 pub fn boot_until(b: &Boot, work: &Path, done: impl Fn(&str) -> bool) -> Result<String, String> {
     let name = b.name();
-    let log = work.join(format!("{name}.serial.log"));
-    let _ = fs::remove_file(&log);
-    let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args([
-        "-accel",
-        "tcg",
-        "-machine",
-        "q35",
-        "-smp",
-        "1",
-        "-display",
-        "none",
-        "-no-reboot",
-    ])
-    .arg("-m")
-    .arg(b.memory_mib.to_string())
-    .arg("-serial")
-    .arg(format!("file:{}", log.display()))
-    .args([
-        "-netdev",
-        "user,id=net0",
-        "-device",
-        "virtio-net-pci,netdev=net0",
-    ])
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    let ovmf = match b.firmware {
-        Firmware::SeaBios => None,
-        Firmware::Ovmf => Some((OVMF_CODE, OVMF_VARS)),
-        Firmware::OvmfSecureBoot => {
-            // The Secure Boot build keeps its variables in SMM-protected flash.
-            cmd.args([
-                "-machine",
-                "smm=on",
-                "-global",
-                "driver=cfi.pflash01,property=secure,value=on",
-            ]);
-            Some((OVMF_SECBOOT_CODE, OVMF_MS_VARS))
-        }
-    };
-    if let Some((code, vars_template)) = ovmf {
-        let vars = work.join(format!("{name}-vars.fd"));
-        fs::copy(vars_template, &vars).map_err(|e| format!("copying OVMF vars: {e}"))?;
-        cmd.arg("-drive")
-            .arg(format!("if=pflash,format=raw,readonly=on,file={code}"))
-            .arg("-drive")
-            .arg(format!("if=pflash,format=raw,file={}", vars.display()));
+    let mut config = VmConfig::new(b.image, b.format, work);
+    config.firmware = b.firmware;
+    config.media = b.media;
+    config.memory_mib = b.memory_mib;
+    config.extra_cdroms = b.extra_cdroms.clone();
+    config.accel = Accel::Tcg;
+    let mut until = |text: &str| done(text);
+    let outcome = run(
+        &config,
+        Watch {
+            echo: None,
+            log: Some(work.join(format!("{name}.serial.log"))),
+            timeout: Some(b.timeout),
+            until: Some(&mut until),
+        },
+    )
+    .map_err(|e| format!("{name}: {:#}", anyhow::Error::new(e)))?;
+    if outcome.matched() {
+        return Ok(outcome.console);
     }
-    let image = b.image.display();
-    match b.media {
-        Media::Cd => {
-            cmd.arg("-drive").arg(format!(
-                "file={image},format=raw,media=cdrom,readonly=on,if=ide,index=0"
-            ));
-            cmd.args(["-boot", "d"]);
-        }
-        Media::UsbDisk => {
-            cmd.arg("-drive").arg(format!(
-                "file={image},format={},if=none,id=stick,readonly=on",
-                b.format
-            ));
-            cmd.args([
-                "-device",
-                "qemu-xhci",
-                "-device",
-                "usb-storage,drive=stick,bootindex=0",
-            ]);
-        }
-        Media::VirtioDisk => {
-            cmd.arg("-drive").arg(format!(
-                "file={image},format={},if=none,id=disk,snapshot=on",
-                b.format
-            ));
-            cmd.args(["-device", "virtio-blk-pci,drive=disk,bootindex=0"]);
-        }
-    }
-    for (i, extra) in b.extra_cdroms.iter().enumerate() {
-        cmd.arg("-drive").arg(format!(
-            "file={},format=raw,media=cdrom,readonly=on,if=ide,index={}",
-            extra.display(),
-            i + 1
-        ));
-    }
-    let mut qemu = Qemu(cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?);
-    let started = Instant::now();
-    loop {
-        let text = String::from_utf8_lossy(&fs::read(&log).unwrap_or_default()).into_owned();
-        if done(&text) {
-            return Ok(text);
-        }
-        let exited = qemu.0.try_wait().map_err(|e| e.to_string())?;
-        if exited.is_some() || started.elapsed() > b.timeout {
-            let tail: String = text
-                .chars()
-                .rev()
-                .take(1500)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            return Err(format!(
-                "{name}: no marker after {:.0} s (QEMU {}); serial log ends with:\n{tail}",
-                started.elapsed().as_secs_f64(),
-                if exited.is_some() {
-                    "exited"
-                } else {
-                    "timed out"
-                }
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    Err(format!(
+        "{name}: no marker: {}; the serial console ends with:\n{}",
+        outcome.describe(),
+        outcome.tail(TAIL_LINES).join("\n")
+    ))
 }
 
 /// Runs several boots at once and returns their results in order.
