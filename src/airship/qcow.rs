@@ -293,7 +293,7 @@ fn partition(
         Partition {
             name,
             size,
-            kind: kind_name(kind),
+            kind: kind.name(),
             filesystem,
             mount: mount_path,
             fstab_options,
@@ -361,16 +361,6 @@ fn unique_name(base: String, names: &mut Vec<String>) -> String {
     }
     names.push(name.clone());
     name
-}
-
-fn kind_name(kind: PartitionType) -> &'static str {
-    match kind {
-        PartitionType::BiosGrub => "bios_grub",
-        PartitionType::Esp => "esp",
-        PartitionType::Linux => "linux",
-        PartitionType::Swap => "swap",
-        PartitionType::Xbootldr => "xbootldr",
-    }
 }
 
 /// Airship mounted in `mount_order`; osforge mounts parents before children.

@@ -377,7 +377,7 @@ fn check_partition(i: usize, p: &Partition, before: &[Partition]) -> Result<(), 
             "filesystem",
             format!(
                 "a {} partition needs filesystem {}",
-                type_name(p.kind),
+                p.kind.name(),
                 fs_name(fs)
             ),
         );
@@ -389,7 +389,7 @@ fn check_partition(i: usize, p: &Partition, before: &[Partition]) -> Result<(), 
             "filesystem",
             format!(
                 "a {} partition needs a filesystem (ext4 or vfat)",
-                type_name(p.kind)
+                p.kind.name()
             ),
         );
     }
@@ -419,13 +419,16 @@ fn check_partition(i: usize, p: &Partition, before: &[Partition]) -> Result<(), 
     Ok(())
 }
 
-fn type_name(kind: PartitionType) -> &'static str {
-    match kind {
-        PartitionType::BiosGrub => "bios_grub",
-        PartitionType::Esp => "esp",
-        PartitionType::Linux => "linux",
-        PartitionType::Swap => "swap",
-        PartitionType::Xbootldr => "xbootldr",
+impl PartitionType {
+    /// The name a profile writes (`bios_grub`, `esp`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            PartitionType::BiosGrub => "bios_grub",
+            PartitionType::Esp => "esp",
+            PartitionType::Linux => "linux",
+            PartitionType::Swap => "swap",
+            PartitionType::Xbootldr => "xbootldr",
+        }
     }
 }
 
