@@ -11,7 +11,9 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use support::qemu::{Boot, Firmware, ImageFormat, Media, boot_all, marker_field};
+use support::qemu::{
+    Boot, Firmware, ImageFormat, Media, boot_all, has_complete_line, marker_field,
+};
 use support::*;
 
 const HOSTNAME: &str = "osforge-iso-test";
@@ -121,7 +123,7 @@ fn the_live_iso_boots_from_cd_and_usb_under_bios_and_uefi_with_its_host_name_and
             timeout: Duration::from_secs(900),
         })
         .collect();
-    let results = boot_all(&boots, work.path(), |log| log.contains(MARKER));
+    let results = boot_all(&boots, work.path(), |log| has_complete_line(log, MARKER));
     let mut failures = Vec::new();
     for (boot, result) in boots.iter().zip(results) {
         match result {

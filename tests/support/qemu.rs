@@ -83,6 +83,14 @@ pub fn boot_all(
     })
 }
 
+/// Whether the console holds a whole line (newline included) with `marker`:
+/// the console arrives in chunks, and a check that fires on half a marker
+/// line would read its fields cut short.
+pub fn has_complete_line(log: &str, marker: &str) -> bool {
+    log.split_inclusive('\n')
+        .any(|l| l.ends_with('\n') && l.contains(marker))
+}
+
 /// The text after `KEY=` up to the next space, in the marker line.
 pub fn marker_field(log: &str, marker: &str, key: &str) -> Option<String> {
     let line = log.lines().find(|l| l.contains(marker))?;
