@@ -150,7 +150,7 @@ cut_image: deps-container
 	@mkdir -p $(OUTPUT_DIR) $(container_cache)
 	@$(BUILDAH) inspect --type image $(BUILDER_IMAGE) >/dev/null 2>&1 || \
 		{ echo "cut_image: no image $(BUILDER_IMAGE); make build first" >&2; exit 2; }
-	@set -e; ctr=$$($(BUILDAH) from -q $(BUILDER_IMAGE)); \
+	set -e; ctr=$$($(BUILDAH) from -q $(BUILDER_IMAGE)); \
 	trap '$(BUILDAH) rm "$$ctr" >/dev/null' EXIT; \
 	$(BUILDAH) run --isolation chroot --cap-add CAP_SYS_ADMIN,CAP_MKNOD \
 		$(foreach m,$(container_mounts),-v $(m):$(m)) --workingdir $(CURDIR) \

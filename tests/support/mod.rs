@@ -105,6 +105,40 @@ pub fn mmdebstrap_root(
     Ok((tar, root))
 }
 
+/// A Debian tarball made by mmdebstrap (unshare mode) once and kept between
+/// runs at `<target tmp>/<name>/rootfs.tar`: for fixtures whose exact package
+/// versions do not matter, so later runs skip the download. Written under a
+/// temporary name and renamed, so an interrupted run leaves no half tarball.
+pub fn mmdebstrap_tar_cached(name: &str, variant: &str) -> Result<PathBuf, String> {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let tar = dir.join("rootfs.tar");
+    if tar.is_file() {
+        return Ok(tar);
+    }
+    require_root();
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let partial = dir.join("rootfs.tar.partial");
+    let out = Command::new("mmdebstrap")
+        .args([
+            "--mode=unshare",
+            "--format=tar",
+            &format!("--variant={variant}"),
+            "bookworm",
+        ])
+        .arg(&partial)
+        .output()
+        .map_err(|e| format!("cannot run mmdebstrap (apt-get install mmdebstrap uidmap): {e}"))?;
+    if !out.status.success() {
+        let _ = std::fs::remove_file(&partial);
+        return Err(format!(
+            "mmdebstrap failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    std::fs::rename(&partial, &tar).map_err(|e| e.to_string())?;
+    Ok(tar)
+}
+
 /// Unmounts on drop, so a failed assertion does not leave mounts behind.
 pub struct Mount(pub PathBuf);
 
