@@ -298,7 +298,7 @@ fn cut_image_in_the_builder_image_writes_a_live_iso_for_bios_and_uefi() {
             "cut_image",
             "CONTAINER=1",
             "IMAGE_TYPE=iso",
-            "PROFILE=ephemeral",
+            "PROFILE=tests/fixtures/container/ephemeral-lz4.yaml",
         ])
         .arg(format!("IMAGE_PREFIX={IMAGE_PREFIX}"))
         .arg(format!("IMAGE_TAG={IMAGE_TAG}"))
@@ -319,19 +319,20 @@ fn cut_image_in_the_builder_image_writes_a_live_iso_for_bios_and_uefi() {
     assert!(log.contains("buildah run --isolation chroot"), "{log}");
     // The inner make ran the image's osforge, not the host's target/release one.
     assert!(
-        log.lines()
-            .any(|l| l.starts_with("osforge build --profile ephemeral --type iso")),
+        log.lines().any(|l| l.starts_with(
+            "osforge build --profile tests/fixtures/container/ephemeral-lz4.yaml --type iso"
+        )),
         "{log}"
     );
 
-    let iso = out.path().join("ephemeral.iso");
+    let iso = out.path().join("ephemeral-lz4.iso");
     assert!(iso.is_file(), "no {}:\n{log}", iso.display());
     for (tool, ext) in [("sha256sum", "sha256"), ("md5sum", "md5sum")] {
         run_ok(
             Command::new(tool)
                 .current_dir(out.path())
                 .arg("-c")
-                .arg(format!("ephemeral.iso.{ext}")),
+                .arg(format!("ephemeral-lz4.iso.{ext}")),
         );
     }
     let report = run_ok(
