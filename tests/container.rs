@@ -195,7 +195,7 @@ fn the_builder_image_runs_the_host_built_osforge_with_its_profiles_and_keeps_no_
     let image = builder_image();
     let ctr = Container::from(&image);
 
-    let host_version = run_ok(&mut osforge().arg("--version")).stdout;
+    let host_version = run_ok(osforge().arg("--version")).stdout;
     assert_eq!(ctr.run(&["osforge", "--version"]).stdout, host_version);
 
     // From /work, which has no profiles/: found through OSFORGE_PROFILE_PATH.
