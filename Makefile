@@ -65,12 +65,14 @@ CONTAINER ?=
 # package_qcow packs every *.qcow2 of QCOW_DIR with its .sha256 and .md5sum, into
 # an image named after the bundle: its folder's name, else qcow-bundle.
 QCOW_DIR ?= $(OUTPUT_DIR)
-QCOW_BUNDLE_NAME ?= $(if $(and $(filter 1,$(words $(QCOW_BUNDLE))),$(wildcard $(QCOW_BUNDLE)/*.yaml)),$(notdir $(abspath $(QCOW_BUNDLE))),qcow-bundle)
+QCOW_BUNDLE_NAME ?= $(if $(and $(filter 1,$(words $(QCOW_BUNDLE))),$(wildcard $(QCOW_BUNDLE)/.)),$(notdir $(abspath $(QCOW_BUNDLE))),qcow-bundle)
 QCOW_IMAGE ?= $(DOCKER_REGISTRY)/$(IMAGE_PREFIX)/$(QCOW_BUNDLE_NAME):$(IMAGE_TAG)
 # Airship's switches for skipping build stages by hand. Accepted and ignored:
 # osforge's stage cache rebuilds only what changed.
 SKIP_FLAGS := SKIP_MULTISTRAP SKIP_MULTI_ROLE SKIP_OSCONFIG_ROLE SKIP_LIVECDCONTENT_ROLE
+ifeq ($(MAKELEVEL),0)
 $(foreach f,$(SKIP_FLAGS),$(if $($(f)),$(info $(f) is not needed: osforge's stage cache reuses unchanged stages by itself)))
+endif
 
 build_args = --output $(OUTPUT_DIR) \
 	$(if $(PROXY),--proxy $(PROXY) --no-proxy $(NO_PROXY)) \
