@@ -197,6 +197,14 @@ fn the_builder_image_runs_the_host_built_osforge_with_its_profiles_and_keeps_no_
 
     let host_version = run_ok(osforge().arg("--version")).stdout;
     assert_eq!(ctr.run(&["osforge", "--version"]).stdout, host_version);
+    // The very binary this test run built, not a stale one from an earlier run.
+    let digest = |out: Output| String::from_utf8(out.stdout).unwrap()[..64].to_string();
+    assert_eq!(
+        digest(ctr.run(&["sha256sum", "/usr/local/bin/osforge"])),
+        digest(run_ok(
+            Command::new("sha256sum").arg(env!("CARGO_BIN_EXE_osforge"))
+        ))
+    );
 
     // From /work, which has no profiles/: found through OSFORGE_PROFILE_PATH.
     let profiles = String::from_utf8(ctr.run(&["osforge", "profiles"]).stdout).unwrap();
