@@ -471,11 +471,24 @@ fn unpack_pulled(pulled: &Path, into: &Path) {
     }
 }
 
+struct RemoveImage(String);
+
+impl Drop for RemoveImage {
+    fn drop(&mut self) {
+        let _ = buildah().args(["rmi", &self.0]).output();
+    }
+}
+
 #[test]
 fn package_qcow_pushes_the_qcow2_files_and_their_checksums_under_qcows() {
     require_tool("skopeo", "skopeo");
     let qcows = qcow_dir(true);
     let registry = Registry::start();
+    // The local copy is named after the registry's port, new on every run: removed.
+    let _local = RemoveImage(format!(
+        "127.0.0.1:{}/{IMAGE_PREFIX}/qcow-bundle-test:{IMAGE_TAG}",
+        registry.port
+    ));
     let start = Instant::now();
     let made = make()
         .arg("package_qcow")
