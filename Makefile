@@ -139,14 +139,16 @@ generate_iso:
 
 ifeq ($(CONTAINER),1)
 # cut_image again, inside the builder image, with this checkout, OUTPUT_DIR, the
-# cache and a QCOW_BUNDLE folder mounted at their own paths, so paths mean the
-# same inside and out. buildah's chroot isolation needs two capabilities beyond
+# cache and the QCOW_BUNDLE and WORKDIR folders mounted at their own paths, so
+# paths mean the same inside and out; a QCOW_BUNDLE left at its default stays
+# unset, so the inner make still looks for an Airship bundle in WORKDIR. buildah's chroot isolation needs two capabilities beyond
 # its defaults: CAP_SYS_ADMIN, because mmdebstrap running as root in unshare
 # mode unshares a mount namespace (a chroot cannot make a user namespace), and
 # CAP_MKNOD, to unpack the bootstrap's /dev nodes.
 container_cache = $(abspath $(or $(OSFORGE_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/osforge))
 bundle_dir = $(if $(and $(filter 1,$(words $(QCOW_BUNDLE))),$(wildcard $(QCOW_BUNDLE)/.)),$(abspath $(QCOW_BUNDLE)))
-container_mounts = $(CURDIR) $(sort $(filter-out $(CURDIR)/%,$(abspath $(OUTPUT_DIR)) $(container_cache) $(bundle_dir)))
+workdir_dir = $(if $(wildcard $(WORKDIR)/.),$(abspath $(WORKDIR)))
+container_mounts = $(CURDIR) $(sort $(filter-out $(CURDIR)/%,$(abspath $(OUTPUT_DIR)) $(container_cache) $(bundle_dir) $(workdir_dir)))
 shquote = '$(subst ','\'',$(1))'
 cut_image: deps-container
 	@mkdir -p $(OUTPUT_DIR) $(container_cache)
@@ -160,7 +162,8 @@ cut_image: deps-container
 		-e OSFORGE_TEMPLATE_PATH=$(CURDIR)/templates:/usr/share/osforge/templates \
 		"$$ctr" -- make cut_image CONTAINER= OSFORGE=osforge \
 		IMAGE_TYPE=$(call shquote,$(IMAGE_TYPE)) PROFILE=$(call shquote,$(PROFILE)) \
-		QCOW_BUNDLE=$(call shquote,$(or $(bundle_dir),$(QCOW_BUNDLE))) \
+		$(if $(filter-out file,$(origin QCOW_BUNDLE)),QCOW_BUNDLE=$(call shquote,$(or $(bundle_dir),$(QCOW_BUNDLE)))) \
+		$(if $(workdir_dir),WORKDIR=$(workdir_dir)) \
 		OUTPUT_DIR=$(abspath $(OUTPUT_DIR)) OSFORGE_CACHE_DIR=$(container_cache) \
 		VARS=$(call shquote,$(VARS)) CMDLINE_APPEND=$(call shquote,$(CMDLINE_APPEND)) \
 		MIRROR=$(call shquote,$(MIRROR)) PROXY=$(call shquote,$(PROXY)) NO_PROXY=$(call shquote,$(NO_PROXY))

@@ -22,7 +22,8 @@ pub struct Requirement {
     pub tool: String,
     /// The Debian package that provides it.
     pub package: String,
-    /// `build` (needed by `make cut_image`) or `test` (needed by `make test` too).
+    /// `build` (needed by `make cut_image`), `container` (`make build`, `make
+    /// package_qcow`), `image` (carried by the builder image) or `test` (`make test`).
     pub set: String,
     /// What needs it.
     pub needed_for: String,
@@ -152,7 +153,7 @@ fn print_table(findings: &[Finding]) {
         .unwrap_or(0)
         .min(32);
     println!(
-        "{:tool_width$}  {:7}  {:version_width$}  {:5}  needed for (package)",
+        "{:tool_width$}  {:7}  {:version_width$}  {:9}  needed for (package)",
         "tool", "status", "version", "set"
     );
     for f in findings {
@@ -166,7 +167,7 @@ fn print_table(findings: &[Finding]) {
             .take(32)
             .collect();
         println!(
-            "{:tool_width$}  {status:7}  {version:version_width$}  {:5}  {} ({})",
+            "{:tool_width$}  {status:7}  {version:version_width$}  {:9}  {} ({})",
             short_tool(&r.tool),
             r.set,
             r.needed_for,
@@ -192,7 +193,7 @@ mod tests {
         assert!(rows.len() >= 15, "{rows:?}");
         for r in &rows {
             assert!(
-                matches!(r.set.as_str(), "build" | "test" | "container"),
+                matches!(r.set.as_str(), "build" | "test" | "container" | "image"),
                 "{r:?}"
             );
             assert!(!r.package.is_empty() && !r.needed_for.is_empty(), "{r:?}");
