@@ -7,6 +7,7 @@
 #   make cut_image IMAGE_TYPE=qcow QCOW_BUNDLE="data-plane" VARS="hugepages=64"
 #   make cut_image IMAGE_TYPE=qcow QCOW_BUNDLE=site/profiles   # every *.yaml in a folder
 #   make cut_image IMAGE_TYPE=qcow QCOW_BUNDLE=manifests/qcow-bundle   # an Airship bundle, imported
+#   make cut_image IMAGE_TYPE=iso WORKDIR=manifests # Airship's iso/ and rootfs/, imported: airship-ephemeral.iso
 #   make test                                       # all tests (as root: they mount and boot images)
 #
 # Variables follow Airship image-builder's Makefile where they overlap.
@@ -26,6 +27,8 @@ MIRROR ?=
 # `osforge import-airship` into $(OUTPUT_DIR)/airship-profiles; then one
 # <sub-folder>.qcow2 is built per image. WORKDIR (Airship's default
 # ./manifests) is used when it holds one and QCOW_BUNDLE is not set.
+# IMAGE_TYPE=iso likewise: when PROFILE is not set and WORKDIR has an iso/
+# folder, the import's airship-ephemeral.yaml is built (airship-ephemeral.iso).
 WORKDIR ?= ./manifests
 QCOW_BUNDLE ?= control-plane data-plane
 # Template variables, space separated: VARS="hostname=node-1 hugepages=64"
@@ -53,7 +56,15 @@ build:
 
 cut_image: deps build
 ifeq ($(IMAGE_TYPE),iso)
-	$(OSFORGE) build --profile $(PROFILE) --type iso $(build_args)
+	@set -e; \
+	profile="$(PROFILE)"; \
+	if [ "$(origin PROFILE)" = file ] && [ -d "$(WORKDIR)/iso" ]; then \
+		rm -rf "$(OUTPUT_DIR)/airship-profiles"; \
+		$(OSFORGE) import-airship "$(WORKDIR)" "$(OUTPUT_DIR)/airship-profiles"; \
+		profile="$(OUTPUT_DIR)/airship-profiles/airship-ephemeral.yaml"; \
+	fi; \
+	echo "cut_image: $$profile -> $(OUTPUT_DIR)"; \
+	$(OSFORGE) build --profile "$$profile" --type iso $(build_args)
 else ifeq ($(IMAGE_TYPE),qcow)
 	@set -e; \
 	airship_images() { \

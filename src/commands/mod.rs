@@ -1,6 +1,7 @@
 //! The edge between the command line and the library: each module turns parsed
 //! arguments into a library call, with `anyhow` context for the user.
 
+pub mod airship_builder;
 pub mod build;
 pub mod disk;
 pub mod doctor;
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Render(args) => render::run(args, &cli.global),
         Command::Doctor(args) => doctor::run(args, &cli.global),
         Command::ImportAirship(args) => import_airship::run(args, &cli.global),
+        Command::AirshipBuilder(args) => airship_builder::run(args, &cli.global),
     }
 }
 
