@@ -211,11 +211,7 @@ fn v1_builds_the_iso_airshipctl_asks_for_and_it_boots_with_the_given_user_data_a
 fn v2_reads_the_bodies_from_stdin_and_writes_the_image_to_the_current_directory() {
     require_root();
     let out_dir = temp_dir("airship-v2-");
-    let indent = |text: &str| {
-        text.lines()
-            .map(|l| format!("  {l}\n"))
-            .collect::<String>()
-    };
+    let indent = |text: &str| text.lines().map(|l| format!("  {l}\n")).collect::<String>();
     let doc = format!(
         "user_data: |\n{}network_config: |\n{}osconfig: {{}}\noutputFileName: second.iso\n",
         indent(&user_data()),
@@ -281,7 +277,11 @@ fn bad_environment_and_documents_fail_with_one_line_naming_the_variable_or_key()
     );
     let v2_iso = |doc: &str| (vec![("VERSION", "v2")], Some(doc.to_string()));
     let cases: Vec<(&str, (Vec<(&str, &str)>, Option<String>), &str)> = vec![
-        ("no BUILDER_CONFIG", (vec![], None), "BUILDER_CONFIG is not set"),
+        (
+            "no BUILDER_CONFIG",
+            (vec![], None),
+            "BUILDER_CONFIG is not set",
+        ),
         (
             "no container.volume",
             (vec![("BUILDER_CONFIG", no_volume.as_str())], None),
@@ -290,7 +290,10 @@ fn bad_environment_and_documents_fail_with_one_line_naming_the_variable_or_key()
         (
             "unknown IMAGE_TYPE",
             (
-                vec![("BUILDER_CONFIG", good_conf.as_str()), ("IMAGE_TYPE", "vmdk")],
+                vec![
+                    ("BUILDER_CONFIG", good_conf.as_str()),
+                    ("IMAGE_TYPE", "vmdk"),
+                ],
                 None,
             ),
             "IMAGE_TYPE=vmdk: expected iso or qcow",
@@ -311,7 +314,11 @@ fn bad_environment_and_documents_fail_with_one_line_naming_the_variable_or_key()
             ),
             "USER_DATA_FILE",
         ),
-        ("an unknown VERSION", (vec![("VERSION", "v3")], None), "VERSION=v3"),
+        (
+            "an unknown VERSION",
+            (vec![("VERSION", "v3")], None),
+            "VERSION=v3",
+        ),
         (
             "v2: user_data a list",
             v2_iso("user_data: [a]\n"),
@@ -333,7 +340,10 @@ fn bad_environment_and_documents_fail_with_one_line_naming_the_variable_or_key()
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
         assert_eq!(stderr.trim_end().lines().count(), 1, "{what}: {stderr}");
-        assert!(stderr.contains(expected), "{what}: expected '{expected}' in: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{what}: expected '{expected}' in: {stderr}"
+        );
     }
     let mut left: Vec<String> = fs::read_dir(&vol)
         .unwrap()

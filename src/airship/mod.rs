@@ -175,7 +175,9 @@ pub fn image_profile(
         &Header {
             comment: &[
                 format!("Written by osforge airship-builder from {from}."),
-                format!("Inherits {parent}; each comment names the Airship file and key a value came from."),
+                format!(
+                    "Inherits {parent}; each comment names the Airship file and key a value came from."
+                ),
             ],
             description: "Airship image-builder container build (osconfig and qcow vars imported)",
             inherits: &[parent],

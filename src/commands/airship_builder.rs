@@ -85,19 +85,27 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     std::fs::write(&profile_path, &job.profile.text)
         .with_context(|| format!("writing {}", profile_path.display()))?;
     let search = SearchPath::from_env();
-    let profile = profile::load(&profile_path.display().to_string(), &search, &[]).map_err(
-        |e| InputError(format!("profile {} (the image's base): {e}", job.base_profile)),
-    )?;
+    let profile =
+        profile::load(&profile_path.display().to_string(), &search, &[]).map_err(|e| {
+            InputError(format!(
+                "profile {} (the image's base): {e}",
+                job.base_profile
+            ))
+        })?;
 
     if job.metadata_file.exists() {
-        std::fs::remove_file(&job.metadata_file).with_context(|| {
-            format!("removing the stale {}", job.metadata_file.display())
-        })?;
+        std::fs::remove_file(&job.metadata_file)
+            .with_context(|| format!("removing the stale {}", job.metadata_file.display()))?;
     }
     let staging = tempfile::Builder::new()
         .prefix(".airship-builder.osforge-tmp-")
         .tempdir_in(&job.volume.container)
-        .with_context(|| format!("creating a staging directory in {}", job.volume.container.display()))?;
+        .with_context(|| {
+            format!(
+                "creating a staging directory in {}",
+                job.volume.container.display()
+            )
+        })?;
     cleanup::register(staging.path());
     let request = BuildRequest {
         profile,

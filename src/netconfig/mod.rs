@@ -110,9 +110,15 @@ impl HostNetwork {
         if text.trim_start().starts_with('{') {
             return Self::parse(text);
         }
-        let value: serde_json::Value = serde_saphyr::from_str(text)
-            .map_err(|e| NetError::at("", format!("not YAML or JSON: {}", first_line(&e))))?;
-        Self::from_value(&value).unwrap_or_else(|| Self::parse(text))
+        // The profiles' YAML reader: YAML 1.2 scalars, so `no` or `0644` stay strings.
+        let node = crate::profile::Node::parse(text, Path::new("")).map_err(|e| match e {
+            crate::profile::ProfileError::ParsingYaml { at, message } => NetError::at(
+                "",
+                format!("line {}: not YAML or JSON: {message}", at.line.unwrap_or(0)),
+            ),
+            other => NetError::at("", other.to_string()),
+        })?;
+        Self::from_value(&node.to_json()).unwrap_or_else(|| Self::parse(text))
     }
 
     /// A parsed YAML or JSON value in network_data.json's shape, as JSON text;
@@ -159,10 +165,6 @@ impl HostNetwork {
     }
 }
 
-fn first_line(e: &impl std::fmt::Display) -> String {
-    e.to_string().lines().next().unwrap_or_default().to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,7 +182,7 @@ mod tests {
             HostNetwork::parse_any(netplan).unwrap(),
             HostNetwork::Netplan { .. }
         ));
-        let err = HostNetwork::parse_any("links: [{id: a, type: phy}]\nnetworks:\n  - {id: n, link: nope, type: ipv4_dhcp}\n")
+        let err = HostNetwork::parse_any("links: [{id: a, type: phy, ethernet_mac_address: \"52:54:00:12:34:56\"}]\nnetworks:\n  - {id: n, link: nope, type: ipv4_dhcp}\n")
             .unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
     }

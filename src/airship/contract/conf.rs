@@ -98,15 +98,19 @@ impl BuilderConf {
             return Err(ContractError::InvalidConf {
                 at: at(&root),
                 key: "container.volume",
-                message: format!("expected a map with container and builder, got {}", root.kind()),
+                message: format!(
+                    "expected a map with container and builder, got {}",
+                    root.kind()
+                ),
             });
         }
         let Some((volume, node)) = text_at("container.volume")? else {
             return Err(ContractError::InvalidConf {
                 at: path.display().to_string(),
                 key: "container.volume",
-                message: "missing (expected \"hostpath:containerpath\", the volume airshipctl mounts)"
-                    .into(),
+                message:
+                    "missing (expected \"hostpath:containerpath\", the volume airshipctl mounts)"
+                        .into(),
             });
         };
         let volume = match volume.split_once(':') {
@@ -175,7 +179,10 @@ mod tests {
         .unwrap();
         assert_eq!(conf.volume.host, "/srv/images");
         assert_eq!(conf.volume.container, PathBuf::from("/tmp"));
-        assert_eq!(conf.volume.host_path("ephemeral.iso"), "/srv/images/ephemeral.iso");
+        assert_eq!(
+            conf.volume.host_path("ephemeral.iso"),
+            "/srv/images/ephemeral.iso"
+        );
         assert_eq!(conf.builder.user_data.as_deref(), Some("user-data"));
         assert_eq!(conf.builder.network_config, None);
     }
@@ -183,7 +190,10 @@ mod tests {
     #[test]
     fn a_missing_or_malformed_volume_names_the_key() {
         let e = parse("builder: {outputFileName: x.iso}\n").unwrap_err();
-        assert!(e.starts_with("BUILDER_CONFIG conf.yaml: container.volume: missing"), "{e}");
+        assert!(
+            e.starts_with("BUILDER_CONFIG conf.yaml: container.volume: missing"),
+            "{e}"
+        );
         let e = parse("container:\n  volume: /srv/images\n").unwrap_err();
         assert_eq!(
             e,
@@ -191,7 +201,8 @@ mod tests {
         );
         let e = parse("container: {volume: /a:/nonexistent-osforge}\n").unwrap_err();
         assert!(e.contains("is not a directory"), "{e}");
-        let e = parse("container: {volume: /a:/tmp}\nbuilder: {outputFileName: a/b.iso}\n").unwrap_err();
+        let e = parse("container: {volume: /a:/tmp}\nbuilder: {outputFileName: a/b.iso}\n")
+            .unwrap_err();
         assert!(e.contains("builder.outputFileName"), "{e}");
         let e = parse("container: {volume: [a]}\n").unwrap_err();
         assert!(e.contains("expected a string, got a list"), "{e}");

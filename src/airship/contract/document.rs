@@ -43,7 +43,10 @@ impl Document {
             _ => {
                 return Err(invalid(
                     "(document)",
-                    format!("expected a map with the keys {KEYS}, got {}", describe(&root)),
+                    format!(
+                        "expected a map with the keys {KEYS}, got {}",
+                        describe(&root)
+                    ),
                 ));
             }
         };
@@ -78,10 +81,7 @@ impl Document {
                 // What a KRM-style wrapper adds around the keys.
                 "apiVersion" | "kind" | "metadata" => {}
                 other => {
-                    return Err(invalid(
-                        other,
-                        format!("unknown key (expected {KEYS})"),
-                    ));
+                    return Err(invalid(other, format!("unknown key (expected {KEYS})")));
                 }
             }
         }
@@ -209,7 +209,10 @@ mod tests {
         assert!(user_data.contains("echo hi"), "{user_data}");
         let json: serde_json::Value =
             serde_json::from_str(&doc.network.unwrap().network_data_json().unwrap()).unwrap();
-        assert_eq!(json["links"][0]["ethernet_mac_address"], "52:54:00:12:34:56");
+        assert_eq!(
+            json["links"][0]["ethernet_mac_address"],
+            "52:54:00:12:34:56"
+        );
         let vars: serde_json::Value = serde_json::from_str(&doc.osconfig.unwrap().text).unwrap();
         assert_eq!(vars["sysctl"][0]["value"], "10");
     }
@@ -230,10 +233,16 @@ mod tests {
             "{}",
             err("user_data: hello\n")
         );
-        let e = err("network_config: |\n  {\"links\": [{\"id\": \"a\", \"type\": \"phy\", \"ethernet_mac_address\": \"zz\"}]}\n");
+        let e = err(
+            "network_config: |\n  {\"links\": [{\"id\": \"a\", \"type\": \"phy\", \"ethernet_mac_address\": \"zz\"}]}\n",
+        );
         assert!(e.starts_with("stdin: network_config: links[0]"), "{e}");
         assert!(err("osconfig: 3\n").starts_with("stdin: osconfig: expected a map"));
         assert!(err("outputFileName: ../x.iso\n").starts_with("stdin: outputFileName:"));
-        assert!(err("user_data: [\n").starts_with("stdin:"), "{}", err("user_data: [\n"));
+        assert!(
+            err("user_data: [\n").starts_with("stdin:"),
+            "{}",
+            err("user_data: [\n")
+        );
     }
 }

@@ -58,7 +58,10 @@ impl Env {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 }
 
@@ -140,7 +143,11 @@ pub fn resolve_v1(env: &Env) -> Result<Job, ContractError> {
     let named = |var: &'static str, key: &'static str, from_conf: &Option<String>| {
         env.get(var)
             .map(|name| (var.to_string(), name.to_string()))
-            .or_else(|| from_conf.clone().map(|name| (format!("builder.{key}"), name)))
+            .or_else(|| {
+                from_conf
+                    .clone()
+                    .map(|name| (format!("builder.{key}"), name))
+            })
     };
     let required = |var: &'static str, key: &'static str, from_conf: &Option<String>| {
         named(var, key, from_conf).ok_or_else(|| ContractError::MissingEnv {
@@ -156,24 +163,26 @@ pub fn resolve_v1(env: &Env) -> Result<Job, ContractError> {
         let (what, name) = required("USER_DATA_FILE", "userDataFileName", &b.user_data)?;
         let path = volume.file(&name);
         let text = read_input(&what, &path)?;
-        crate::profile::check_user_data(&text).map_err(|message| {
-            ContractError::InvalidInput {
-                what: what.clone(),
-                path: path.clone(),
-                message,
-            }
+        crate::profile::check_user_data(&text).map_err(|message| ContractError::InvalidInput {
+            what: what.clone(),
+            path: path.clone(),
+            message,
         })?;
         user_data = Some((format!("{what} {}", path.display()), text));
-        let (what, name) = required("NET_CONFIG_FILE", "networkConfigFileName", &b.network_config)?;
+        let (what, name) = required(
+            "NET_CONFIG_FILE",
+            "networkConfigFileName",
+            &b.network_config,
+        )?;
         let path = volume.file(&name);
         let text = read_input(&what, &path)?;
-        network = Some(HostNetwork::parse_any(&text).map_err(|e| {
-            ContractError::InvalidInput {
+        network = Some(
+            HostNetwork::parse_any(&text).map_err(|e| ContractError::InvalidInput {
                 what,
                 path,
                 message: e.to_string(),
-            }
-        })?);
+            })?,
+        );
     }
     let read_vars = |found: Option<(String, String)>| -> Result<Option<VarsText>, ContractError> {
         found
@@ -187,7 +196,11 @@ pub fn resolve_v1(env: &Env) -> Result<Job, ContractError> {
             })
             .transpose()
     };
-    let osconfig = read_vars(named("OSCONFIG_FILE", "osconfigVarsFileName", &b.osconfig_vars))?;
+    let osconfig = read_vars(named(
+        "OSCONFIG_FILE",
+        "osconfigVarsFileName",
+        &b.osconfig_vars,
+    ))?;
     let qcow = match image_type {
         ImageType::Qcow => read_vars(named("QCOW_CONFIG_FILE", "qcowVarsFileName", &b.qcow_vars))?,
         ImageType::Iso => None,
@@ -229,13 +242,12 @@ pub fn resolve_v2(env: &Env, stdin: &str, output_dir: &Path) -> Result<Job, Cont
     let volume = match &conf {
         Some(conf) => conf.volume.clone(),
         None => {
-            let dir = std::path::absolute(output_dir).map_err(|source| {
-                ContractError::ReadingInput {
+            let dir =
+                std::path::absolute(output_dir).map_err(|source| ContractError::ReadingInput {
                     what: "--output".into(),
                     path: output_dir.to_path_buf(),
                     source,
-                }
-            })?;
+                })?;
             Volume {
                 host: dir.display().to_string(),
                 container: dir,
@@ -274,7 +286,8 @@ fn finish(
         osconfig.as_ref(),
         qcow.as_ref(),
     )?;
-    let from_conf = |f: fn(&conf::Builder) -> &Option<String>| conf.and_then(|c| f(&c.builder).clone());
+    let from_conf =
+        |f: fn(&conf::Builder) -> &Option<String>| conf.and_then(|c| f(&c.builder).clone());
     let output_file = output_file
         .or_else(|| from_conf(|b| &b.output_file))
         .or_else(|| match image_type {
@@ -372,8 +385,13 @@ fn read_input(what: &str, path: &Path) -> Result<String, ContractError> {
 /// An output name is a file in the volume, not a path out of it.
 pub(crate) fn check_file_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-        Err(format!("'{name}' is not a file name (expected e.g. ephemeral.iso, no '/')"))
+        Err(format!(
+            "'{name}' is not a file name (expected e.g. ephemeral.iso, no '/')"
+        ))
     } else {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
