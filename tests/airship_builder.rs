@@ -276,7 +276,9 @@ fn bad_environment_and_documents_fail_with_one_line_naming_the_variable_or_key()
         &network_data().replace("52:54:00:12:34:56", "52:54:00:12:34"),
     );
     let v2_iso = |doc: &str| (vec![("VERSION", "v2")], Some(doc.to_string()));
-    let cases: Vec<(&str, (Vec<(&str, &str)>, Option<String>), &str)> = vec![
+    /// (what, (environment, stdin), what the error line must contain)
+    type Case<'a> = (&'a str, (Vec<(&'a str, &'a str)>, Option<String>), &'a str);
+    let cases: Vec<Case> = vec![
         (
             "no BUILDER_CONFIG",
             (vec![], None),
@@ -326,7 +328,7 @@ fn bad_environment_and_documents_fail_with_one_line_naming_the_variable_or_key()
         ),
         (
             "v2: no network_config for an ISO",
-            v2_iso(&format!("user_data: |\n  #cloud-config\n  {{}}\n")),
+            v2_iso("user_data: |\n  #cloud-config\n  {}\n"),
             "stdin: network_config: missing",
         ),
         (
