@@ -355,3 +355,47 @@ fn bad_environment_and_documents_fail_with_one_line_naming_the_variable_or_key()
     left.sort();
     assert!(left.is_empty(), "bad input left {left:?}");
 }
+
+#[test]
+fn make_cut_image_iso_with_an_airship_workdir_builds_the_imported_ephemeral_profile() {
+    require_root();
+    let tmp = temp_dir("airship-make-iso-");
+    let manifests = tmp.path().join("manifests");
+    fs::create_dir_all(manifests.join("iso")).unwrap();
+    fs::create_dir_all(manifests.join("rootfs")).unwrap();
+    // Empty rootfs vars: the import adds nothing, so the cached stages serve.
+    fs::write(manifests.join("rootfs/osconfig-vars.yaml"), "").unwrap();
+    fs::write(manifests.join("iso/user_data"), user_data()).unwrap();
+    fs::write(manifests.join("iso/network_data.json"), network_data()).unwrap();
+    let out = tmp.path().join("out");
+    let started = Instant::now();
+    // CARGO=true: the binary under test is already built.
+    run_ok(
+        Command::new("make")
+            .current_dir(repo())
+            .args([
+                "--no-print-directory",
+                "cut_image",
+                "IMAGE_TYPE=iso",
+                "CARGO=true",
+            ])
+            .arg(format!("OSFORGE={}", env!("CARGO_BIN_EXE_osforge")))
+            .arg(format!("WORKDIR={}", manifests.display()))
+            .arg(format!("OUTPUT_DIR={}", out.display()))
+            .arg(format!("OSFORGE_CACHE_DIR={}", cache_dir().display())),
+    );
+    eprintln!(
+        "make cut_image (iso, imported): {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let iso = out.join("airship-ephemeral.iso");
+    assert!(
+        out.join("airship-profiles/airship-ephemeral.yaml")
+            .is_file()
+    );
+    assert_eq!(
+        extract(&iso, "/openstack/latest/user_data", tmp.path()),
+        user_data(),
+        "the ISO carries the manifests' iso/user_data"
+    );
+}
