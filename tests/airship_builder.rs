@@ -208,6 +208,48 @@ fn v1_builds_the_iso_airshipctl_asks_for_and_it_boots_with_the_given_user_data_a
 }
 
 #[test]
+fn v1_qcow_writes_the_disk_its_qcow_vars_describe_under_the_configured_name() {
+    require_root();
+    let tmp = temp_dir("airship-qcow-");
+    let vol = tmp.path().join("vol");
+    fs::create_dir(&vol).unwrap();
+    let conf = format!(
+        "container:\n  volume: /srv/images:{}\nbuilder:\n  qcowVarsFileName: qcow-vars.yaml\n  osconfigVarsFileName: osconfig-vars.yaml\n  outputFileName: cp.qcow2\n  imageType: qcow\n",
+        vol.display()
+    );
+    fs::write(vol.join("builder-conf.yaml"), conf).unwrap();
+    // Empty osconfig vars: control-plane's stages, shared with tests/build_qcow2.rs.
+    fs::write(vol.join("osconfig-vars.yaml"), "").unwrap();
+    fs::write(
+        vol.join("qcow-vars.yaml"),
+        "qcow_capacity: 10G\nqcow_compress: true\n",
+    )
+    .unwrap();
+    let started = Instant::now();
+    let conf_path = vol.join("builder-conf.yaml");
+    let out = builder(
+        &[("BUILDER_CONFIG", conf_path.to_str().unwrap())],
+        None,
+        &repo(),
+    );
+    assert_success(&out);
+    eprintln!("v1 qcow2 build: {:.1} s", started.elapsed().as_secs_f64());
+    let image = vol.join("cp.qcow2");
+    let meta = metadata(&vol.join("output-metadata.yaml"));
+    assert_eq!(meta["bootImagePath"], "/srv/images/cp.qcow2");
+    assert_eq!(meta["md5sum"], md5(&image));
+    run_ok(Command::new("qemu-img").arg("check").arg(&image));
+    let info = run_ok(
+        Command::new("qemu-img")
+            .args(["info", "--output", "json"])
+            .arg(&image),
+    );
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["format"], "qcow2");
+    assert_eq!(info["virtual-size"], 10u64 << 30, "qcow_capacity: 10G");
+}
+
+#[test]
 fn v2_reads_the_bodies_from_stdin_and_writes_the_image_to_the_current_directory() {
     require_root();
     let out_dir = temp_dir("airship-v2-");
