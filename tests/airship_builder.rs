@@ -222,7 +222,7 @@ fn v1_qcow_writes_the_disk_its_qcow_vars_describe_under_the_configured_name() {
     fs::write(vol.join("osconfig-vars.yaml"), "").unwrap();
     fs::write(
         vol.join("qcow-vars.yaml"),
-        "qcow_capacity: 10G\nqcow_compress: true\n",
+        "qcow_capacity: 10G\nqcow_compress: false\n",
     )
     .unwrap();
     let started = Instant::now();
@@ -238,7 +238,12 @@ fn v1_qcow_writes_the_disk_its_qcow_vars_describe_under_the_configured_name() {
     let meta = metadata(&vol.join("output-metadata.yaml"));
     assert_eq!(meta["bootImagePath"], "/srv/images/cp.qcow2");
     assert_eq!(meta["md5sum"], md5(&image));
-    run_ok(Command::new("qemu-img").arg("check").arg(&image));
+    let check = run_ok(Command::new("qemu-img").arg("check").arg(&image));
+    let check = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.contains(" 0.00% compressed clusters"),
+        "qcow_compress: false, yet:\n{check}"
+    );
     let info = run_ok(
         Command::new("qemu-img")
             .args(["info", "--output", "json"])
