@@ -11,6 +11,7 @@
 #   make cut_image CONTAINER=1                      # cut_image inside the builder image
 #   make package_qcow PUSH_IMAGE=true               # out/*.qcow2 in an image, under /qcows/
 #   make images                                     # build, the ISO, the qcow bundle, package_qcow
+#   make cut_image IMAGE_TYPE=iso WORKDIR=manifests # Airship's iso/ and rootfs/, imported: airship-ephemeral.iso
 #   make test                                       # all tests (as root: they mount and boot images)
 #   make help                                       # targets and variables
 #
@@ -31,6 +32,8 @@ MIRROR ?=
 # `osforge import-airship` into $(OUTPUT_DIR)/airship-profiles; then one
 # <sub-folder>.qcow2 is built per image. WORKDIR (Airship's default
 # ./manifests) is used when it holds one and QCOW_BUNDLE is not set.
+# IMAGE_TYPE=iso likewise: when PROFILE is not set and WORKDIR has an iso/
+# folder, the import's airship-ephemeral.yaml is built (airship-ephemeral.iso).
 WORKDIR ?= ./manifests
 QCOW_BUNDLE ?= control-plane data-plane
 # Template variables, space separated: VARS="hostname=node-1 hugepages=64"
@@ -171,7 +174,15 @@ else
 # The host's osforge: compiled here unless OSFORGE names another one.
 cut_image: deps $(if $(filter target/release/osforge,$(OSFORGE)),osforge)
 ifeq ($(IMAGE_TYPE),iso)
-	$(OSFORGE) build --profile $(PROFILE) --type iso $(build_args)
+	@set -e; \
+	profile="$(PROFILE)"; \
+	if [ "$(origin PROFILE)" = file ] && [ -d "$(WORKDIR)/iso" ]; then \
+		rm -rf "$(OUTPUT_DIR)/airship-profiles"; \
+		$(OSFORGE) import-airship "$(WORKDIR)" "$(OUTPUT_DIR)/airship-profiles"; \
+		profile="$(OUTPUT_DIR)/airship-profiles/airship-ephemeral.yaml"; \
+	fi; \
+	echo "cut_image: $$profile -> $(OUTPUT_DIR)"; \
+	$(OSFORGE) build --profile "$$profile" --type iso $(build_args)
 else ifeq ($(IMAGE_TYPE),qcow)
 	@set -e; \
 	airship_images() { \

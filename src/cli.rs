@@ -56,6 +56,9 @@ pub enum Command {
     Doctor(commands::doctor::Args),
     /// Write osforge profiles from an Airship image-builder manifests tree.
     ImportAirship(commands::import_airship::Args),
+    /// Run as airshipctl's image-builder container: v1 environment and
+    /// builder-conf.yaml, or VERSION=v2 and a YAML document on stdin.
+    AirshipBuilder(commands::airship_builder::Args),
 }
 
 /// Turns clap's multi-line error into the one line osforge prints for every bad input:

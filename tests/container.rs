@@ -238,6 +238,7 @@ fn the_builder_image_runs_the_host_built_osforge_with_its_profiles_and_keeps_no_
     let info: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
     let config = &info["OCIv1"]["config"];
     assert_eq!(config["Entrypoint"], serde_json::json!(["osforge"]));
+    assert_eq!(config["Cmd"], serde_json::json!(["airship-builder"]));
     assert_eq!(config["WorkingDir"], "/work");
     let env: Vec<&str> = config["Env"]
         .as_array()

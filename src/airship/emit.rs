@@ -101,7 +101,7 @@ pub(crate) struct Disk {
 }
 
 /// Everything an import puts into one profile.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Parts {
     pub arch: Option<Sourced<String>>,
     pub mirror: Option<Sourced<String>>,

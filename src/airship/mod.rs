@@ -20,6 +20,7 @@
 //! `base`), so they load wherever the shipped profiles are on the search path.
 //! This module knows nothing of the command line.
 
+pub mod contract;
 mod emit;
 mod error;
 mod multistrap;
@@ -103,6 +104,91 @@ pub struct Import {
     /// Templates the profiles name, relative to the output directory.
     pub templates: Vec<(PathBuf, String)>,
     pub unmapped: Vec<Unmapped>,
+}
+
+/// One vars file's text and the names errors and comments give it.
+#[derive(Debug, Clone)]
+pub struct VarsText {
+    pub text: String,
+    /// The path as the user gave it (or `stdin (osconfig)`), for errors.
+    pub path: PathBuf,
+    /// How profile comments name it.
+    pub rel: String,
+}
+
+/// One image's own osconfig and qcow vars mapped onto a profile that
+/// inherits `parent`: what the airshipctl container contract builds.
+#[derive(Debug, Clone)]
+pub struct ImageProfile {
+    pub text: String,
+    /// `img_name` of the qcow vars, which names the image when the builder
+    /// configuration does not.
+    pub img_name: Option<String>,
+    pub unmapped: Vec<Unmapped>,
+}
+
+/// Maps an image's osconfig vars (the osconfig role's whole variable file,
+/// routed by `run_contexts` as the rootfs file is) and qcow vars. For an ISO
+/// (`qcow_image` false) items meant for qcow images only are left out and
+/// reported; the qcow vars of an ISO are not read.
+pub fn image_profile(
+    parent: &str,
+    qcow_image: bool,
+    osconfig: Option<&VarsText>,
+    qcow: Option<&VarsText>,
+) -> Result<ImageProfile, ImportError> {
+    let mut parts = Parts::default();
+    let mut unmapped = Vec::new();
+    let mut img_name = None;
+    let mut sources = Vec::new();
+    if let Some(v) = osconfig {
+        let f = VarsFile::parse(&v.text, &v.path, v.rel.clone())?;
+        let routed = osconfig::map(&f, osconfig::Level::Rootfs)?;
+        parts.append(routed.common);
+        if qcow_image {
+            parts.append(routed.qcow);
+        } else if routed.qcow != Parts::default() {
+            unmapped.push(Unmapped {
+                file: v.rel.clone(),
+                key: String::new(),
+                reason: "items with run_contexts [qcow] are for qcow images only, not the ISO"
+                    .into(),
+            });
+        }
+        unmapped.extend(f.take_unmapped());
+        sources.push(v.rel.clone());
+    }
+    if let Some(v) = qcow.filter(|_| qcow_image) {
+        let f = VarsFile::parse(&v.text, &v.path, v.rel.clone())?;
+        let q = qcow::map(&f)?;
+        parts.disk = Some(q.disk);
+        img_name = q.img_name.map(|(name, _)| name);
+        unmapped.extend(f.take_unmapped());
+        sources.push(v.rel.clone());
+    }
+    let from = if sources.is_empty() {
+        "no vars files".to_string()
+    } else {
+        sources.join(", ")
+    };
+    let text = emit::render(
+        &Header {
+            comment: &[
+                format!("Written by osforge airship-builder from {from}."),
+                format!(
+                    "Inherits {parent}; each comment names the Airship file and key a value came from."
+                ),
+            ],
+            description: "Airship image-builder container build (osconfig and qcow vars imported)",
+            inherits: &[parent],
+        },
+        &parts,
+    );
+    Ok(ImageProfile {
+        text,
+        img_name,
+        unmapped,
+    })
 }
 
 /// Where the parts of the tree are.

@@ -2,6 +2,7 @@
 //! arguments into a library call, with `anyhow` context for the user.
 
 pub mod boot;
+pub mod airship_builder;
 pub mod build;
 pub mod disk;
 pub mod doctor;
@@ -30,6 +31,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Render(args) => render::run(args, &cli.global),
         Command::Doctor(args) => doctor::run(args, &cli.global),
         Command::ImportAirship(args) => import_airship::run(args, &cli.global),
+        Command::AirshipBuilder(args) => airship_builder::run(args, &cli.global),
     }
 }
 

@@ -101,6 +101,41 @@ impl HostNetwork {
         }
     }
 
+    /// [`Self::parse`], also taking `network_data.json` written as YAML, as
+    /// a BareMetalHost's networkData secret often is and as airshipctl hands
+    /// it to the image builder (which converted it with `yq r -j`): a YAML map
+    /// with `links`, `networks` or `services` is that, turned into JSON; any
+    /// other YAML is netplan.
+    pub fn parse_any(text: &str) -> Result<HostNetwork, NetError> {
+        if text.trim_start().starts_with('{') {
+            return Self::parse(text);
+        }
+        // The profiles' YAML reader: YAML 1.2 scalars, so `no` or `0644` stay strings.
+        let node = crate::profile::Node::parse(text, Path::new("")).map_err(|e| match e {
+            crate::profile::ProfileError::ParsingYaml { at, message } => NetError::at(
+                "",
+                format!("line {}: not YAML or JSON: {message}", at.line.unwrap_or(0)),
+            ),
+            other => NetError::at("", other.to_string()),
+        })?;
+        Self::from_value(&node.to_json()).unwrap_or_else(|| Self::parse(text))
+    }
+
+    /// A parsed YAML or JSON value in network_data.json's shape, as JSON text;
+    /// `None` when it is not that shape (netplan, then).
+    pub fn from_value(value: &serde_json::Value) -> Option<Result<HostNetwork, NetError>> {
+        let map = value.as_object()?;
+        if !["links", "networks", "services"]
+            .iter()
+            .any(|k| map.contains_key(*k))
+        {
+            return None;
+        }
+        let mut json = serde_json::to_string_pretty(value).expect("JSON values serialise");
+        json.push('\n');
+        Some(Self::parse(&json))
+    }
+
     /// The config drive's `openstack/latest/network_data.json`.
     pub fn network_data_json(&self) -> Result<String, NetError> {
         match self {
@@ -133,6 +168,24 @@ impl HostNetwork {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn network_data_written_as_yaml_is_read_as_network_data_and_kept_as_json() {
+        let yaml = "links:\n  - {id: eth0, type: phy, ethernet_mac_address: \"52:54:00:12:34:56\"}\nnetworks:\n  - {id: n0, link: eth0, type: ipv4, ip_address: 10.0.2.50, netmask: 255.255.255.0}\n";
+        let net = HostNetwork::parse_any(yaml).unwrap();
+        let json = net.network_data_json().unwrap();
+        let back: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(back["networks"][0]["ip_address"], "10.0.2.50");
+        assert!(matches!(net, HostNetwork::OpenStack { .. }));
+        let netplan = "version: 2\nethernets:\n  e: {dhcp4: true}\n";
+        assert!(matches!(
+            HostNetwork::parse_any(netplan).unwrap(),
+            HostNetwork::Netplan { .. }
+        ));
+        let err = HostNetwork::parse_any("links: [{id: a, type: phy, ethernet_mac_address: \"52:54:00:12:34:56\"}]\nnetworks:\n  - {id: n, link: nope, type: ipv4_dhcp}\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
 
     /// Airship's ephemeral host: two NICs bonded (LACP), a VLAN on the bond
     /// with the address, DNS as a service.

@@ -56,7 +56,7 @@ pub use model::{
 };
 /// The YAML tree with origins, for readers of other YAML formats (`airship`).
 pub(crate) use node::{Entry, Node, Value};
-pub use render::{ConfigDrive, HostFiles, HostRender, NoCloudSeed, derived_uuid};
+pub use render::{ConfigDrive, HostFiles, HostRender, NoCloudSeed, check_user_data, derived_uuid};
 pub use schema::{
     AbsPath, AccountName, Arch, Component, Datasource, Description, Directory, DistroName,
     FstabOptions, Hostname, KernelModules, Limit, LimitDomain, LimitItem, LimitType, LimitValue,

@@ -103,6 +103,12 @@ impl HostRender {
     }
 }
 
+/// Checks a site's user-data file the way `--user-data` is checked: a
+/// cloud-init header, and YAML that is a map after `#cloud-config`.
+pub fn check_user_data(text: &str) -> Result<(), String> {
+    check_shape(text, Shape::UserData).map_err(|m| m.replace("rendered ", ""))
+}
+
 /// What a rendered file must look like for cloud-init to read it.
 #[derive(Debug, Clone, Copy)]
 enum Shape {
