@@ -180,22 +180,42 @@ fn fresh_disks_pass_every_check_against_their_manifests_and_their_filesystems() 
     assert!(summary.contains("No errors were found"), "{summary}");
     assert!(of(&qcow2, "qcow2-header")[0].1.contains("version 3"));
     // Both copies of the GPT, the bounds, root and boot (ext4), the ESP.
-    for check in ["protective-mbr", "gpt-primary", "gpt-backup", "partitions", "sha256", "size"] {
+    for check in [
+        "protective-mbr",
+        "gpt-primary",
+        "gpt-backup",
+        "partitions",
+        "sha256",
+        "size",
+    ] {
         assert_eq!(of(&qcow2, check).len(), 1, "{check}: {qcow2:#?}");
     }
     let ext4 = of(&qcow2, "ext4");
     assert_eq!(ext4.len(), 2, "{ext4:?}");
-    assert!(ext4.iter().any(|(_, d)| d.starts_with("partition 1 (root): e2fsck -fn clean")));
-    assert!(of(&qcow2, "fat")[0].1.starts_with("partition 3 (esp): fsck.fat -n clean"));
+    assert!(
+        ext4.iter()
+            .any(|(_, d)| d.starts_with("partition 1 (root): e2fsck -fn clean"))
+    );
+    assert!(
+        of(&qcow2, "fat")[0]
+            .1
+            .starts_with("partition 3 (esp): fsck.fat -n clean")
+    );
     let outputs: Vec<String> = of(&qcow2, "output").into_iter().map(|(_, d)| d).collect();
     assert_eq!(
         outputs,
-        ["disk.qcow2.sha256: sha256 matches", "disk.qcow2.spdx.json: sha256 matches"]
+        [
+            "disk.qcow2.sha256: sha256 matches",
+            "disk.qcow2.spdx.json: sha256 matches"
+        ]
     );
 
     let raw = findings(&b.raw, 0);
     assert!(failed(&raw).is_empty(), "{raw:#?}");
-    assert!(of(&raw, "qemu-img-check").is_empty(), "qcow2 checks only for qcow2");
+    assert!(
+        of(&raw, "qemu-img-check").is_empty(),
+        "qcow2 checks only for qcow2"
+    );
     assert_eq!(of(&raw, "ext4").len(), 2);
 }
 
@@ -207,7 +227,10 @@ fn the_manifest_and_sbom_list_the_packages_with_versions_and_the_image_digest() 
     let sha = run_ok(Command::new("sha256sum").arg(&b.qcow2));
     let sha = String::from_utf8(sha.stdout).unwrap()[..64].to_string();
     assert_eq!(m["artifact"]["sha256"], sha);
-    assert_eq!(m["artifact"]["bytes"], fs::metadata(&b.qcow2).unwrap().len());
+    assert_eq!(
+        m["artifact"]["bytes"],
+        fs::metadata(&b.qcow2).unwrap().len()
+    );
     assert_eq!(m["source_date_epoch"], EPOCH.parse::<u64>().unwrap());
     assert_eq!(m["stages"][0]["key"], "0123456789abcdef");
     let names: Vec<&str> = m["packages"]
@@ -216,7 +239,11 @@ fn the_manifest_and_sbom_list_the_packages_with_versions_and_the_image_digest() 
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["libstdc++6", "linux-image-amd64"], "the removed one is left out");
+    assert_eq!(
+        names,
+        ["libstdc++6", "linux-image-amd64"],
+        "the removed one is left out"
+    );
 
     let sbom: Value = serde_json::from_slice(&fs::read(&sbom_path).unwrap()).unwrap();
     assert_eq!(sbom["spdxVersion"], "SPDX-2.3");
@@ -224,9 +251,15 @@ fn the_manifest_and_sbom_list_the_packages_with_versions_and_the_image_digest() 
     assert_eq!(sbom["creationInfo"]["created"], "2023-11-14T22:13:20Z");
     assert!(sbom["documentNamespace"].as_str().unwrap().ends_with(&sha));
     let pkgs = sbom["packages"].as_array().unwrap();
-    let image = pkgs.iter().find(|p| p["SPDXID"] == "SPDXRef-Image").unwrap();
+    let image = pkgs
+        .iter()
+        .find(|p| p["SPDXID"] == "SPDXRef-Image")
+        .unwrap();
     assert_eq!(image["checksums"][0]["checksumValue"], sha);
-    let kernel = pkgs.iter().find(|p| p["name"] == "linux-image-amd64").unwrap();
+    let kernel = pkgs
+        .iter()
+        .find(|p| p["name"] == "linux-image-amd64")
+        .unwrap();
     assert_eq!(kernel["versionInfo"], "6.1.148-1");
     assert_eq!(
         kernel["externalRefs"][0]["referenceLocator"],
@@ -254,15 +287,30 @@ fn a_fresh_live_iso_and_squashfs_pass_including_the_squashfs_inside_the_iso() {
     assert!(of(&found, "el-torito")[0].1.contains("BIOS and UEFI"));
     assert_eq!(of(&found, "boot-image").len(), 2);
     assert!(of(&found, "hybrid-table").len() >= 3, "{found:#?}");
-    assert!(of(&found, "fat")[0].1.contains("fsck.fat -n clean"), "the ESP");
-    assert!(of(&found, "unsquashfs")[0].1.starts_with("/live/filesystem.squashfs: "));
+    assert!(
+        of(&found, "fat")[0].1.contains("fsck.fat -n clean"),
+        "the ESP"
+    );
+    assert!(
+        of(&found, "unsquashfs")[0]
+            .1
+            .starts_with("/live/filesystem.squashfs: ")
+    );
 
     let found = findings(&sqfs, 0);
     assert!(failed(&found).is_empty(), "{found:#?}");
-    assert!(of(&found, "squashfs-superblock")[0].1.contains("version 4.0"));
+    assert!(
+        of(&found, "squashfs-superblock")[0]
+            .1
+            .contains("version 4.0")
+    );
 
     // The text form: one line per finding, each `ok` or `FAIL`.
-    let out = support::osforge().arg("verify").arg(&sqfs).output().unwrap();
+    let out = support::osforge()
+        .arg("verify")
+        .arg(&sqfs)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let shown = String::from_utf8(out.stdout).unwrap();
     assert_eq!(shown.lines().count(), found.len(), "{shown}");
@@ -281,8 +329,14 @@ fn a_flipped_byte_in_a_squashfs_metadata_block_fails_unsquashfs_and_one_in_a_dat
     flip_byte(&image, inode_table + 5);
     let found = findings(&image, 1);
     let unsquashfs = &of(&found, "unsquashfs")[0];
-    assert!(!unsquashfs.0 && unsquashfs.1.contains("unsquashfs -l failed"), "{unsquashfs:?}");
-    assert!(unsquashfs.1.contains("inode"), "names what it could not read: {unsquashfs:?}");
+    assert!(
+        !unsquashfs.0 && unsquashfs.1.contains("unsquashfs -l failed"),
+        "{unsquashfs:?}"
+    );
+    assert!(
+        unsquashfs.1.contains("inode"),
+        "names what it could not read: {unsquashfs:?}"
+    );
     assert!(failed(&found).contains(&"sha256".to_string()), "{found:#?}");
 
     // 1000 bytes into the first data block, which no listing reads.
@@ -291,7 +345,11 @@ fn a_flipped_byte_in_a_squashfs_metadata_block_fails_unsquashfs_and_one_in_a_dat
     flip_byte(&image, 96 + 1000);
     let found = findings(&image, 1);
     assert_eq!(failed(&found), ["sha256"], "{found:#?}");
-    assert!(of(&found, "sha256")[0].1.contains("differs from the manifest"));
+    assert!(
+        of(&found, "sha256")[0]
+            .1
+            .contains("differs from the manifest")
+    );
 }
 
 #[test]
@@ -309,7 +367,10 @@ fn a_truncated_qcow2_fails_qemu_img_and_the_header_check_with_exit_1() {
         assert!(failures.contains(&check.to_string()), "{check}: {found:#?}");
     }
     let header = &of(&found, "qcow2-header")[0].1;
-    assert!(header.contains("truncated") || header.contains("past the end"), "{header}");
+    assert!(
+        header.contains("truncated") || header.contains("past the end"),
+        "{header}"
+    );
 }
 
 #[test]
@@ -324,7 +385,10 @@ fn a_damaged_backup_gpt_header_fails_gpt_backup_while_the_primary_passes() {
     let found = findings(&copy, 1);
     assert_eq!(failed(&found), ["manifest", "gpt-backup"], "{found:#?}");
     let backup = &of(&found, "gpt-backup")[0].1;
-    assert!(backup.contains("header CRC32") && backup.contains(&format!("LBA {}", len / 512 - 1)), "{backup}");
+    assert!(
+        backup.contains("header CRC32") && backup.contains(&format!("LBA {}", len / 512 - 1)),
+        "{backup}"
+    );
     assert!(of(&found, "gpt-primary")[0].0);
 }
 
@@ -361,9 +425,22 @@ fn not_an_artifact_exits_2_and_a_missing_manifest_is_a_failed_check_not_an_error
     fs::create_dir_all(&tree).unwrap();
     fs::write(tree.join("a"), "a\n").unwrap();
     let image = dir.path().join("bare.sqfs");
-    run_ok(support::osforge().arg("squashfs").arg(&tree).arg(&image).arg("--quiet"));
+    run_ok(
+        support::osforge()
+            .arg("squashfs")
+            .arg(&tree)
+            .arg(&image)
+            .arg("--quiet"),
+    );
     let found = findings(&image, 1);
     assert_eq!(failed(&found), ["manifest"], "{found:#?}");
-    assert!(of(&found, "manifest")[0].1.contains("bare.sqfs.manifest.json"));
-    assert!(of(&found, "unsquashfs")[0].0, "the structure is still checked");
+    assert!(
+        of(&found, "manifest")[0]
+            .1
+            .contains("bare.sqfs.manifest.json")
+    );
+    assert!(
+        of(&found, "unsquashfs")[0].0,
+        "the structure is still checked"
+    );
 }

@@ -74,7 +74,11 @@ impl Source {
     /// The `len` bytes at `start` in a temporary file of their own, for
     /// tools that read a filesystem from the start of a file (fsck.fat,
     /// debugfs on qcow2). All-zero chunks are skipped, so it stays sparse.
-    pub(crate) fn sparse_copy(&mut self, start: u64, len: u64) -> io::Result<tempfile::NamedTempFile> {
+    pub(crate) fn sparse_copy(
+        &mut self,
+        start: u64,
+        len: u64,
+    ) -> io::Result<tempfile::NamedTempFile> {
         let copy = tempfile::Builder::new()
             .prefix(".osforge-inspect-")
             .tempfile()?;

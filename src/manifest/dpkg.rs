@@ -58,8 +58,8 @@ pub fn parse_status(text: &str) -> Vec<DebPackage> {
                     .then(|| value.trim().to_string())
             })
         };
-        let installed = field("Status")
-            .is_some_and(|s| s.split_whitespace().nth(2) == Some("installed"));
+        let installed =
+            field("Status").is_some_and(|s| s.split_whitespace().nth(2) == Some("installed"));
         let (Some(name), Some(version)) = (field("Package"), field("Version")) else {
             continue;
         };

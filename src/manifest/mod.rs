@@ -152,9 +152,7 @@ pub fn write(artifact: &Path, inputs: &ManifestInputs) -> anyhow::Result<Written
     let (manifest_path, sbom_path) = paths_for(artifact);
     let (bytes, sha256) = match &inputs.digest {
         Some(d) => d.clone(),
-        None => {
-            sha256_file(artifact).with_context(|| format!("hashing {}", artifact.display()))?
-        }
+        None => sha256_file(artifact).with_context(|| format!("hashing {}", artifact.display()))?,
     };
     let name = file_name(artifact);
     let created_unix = inputs.source_date_epoch.unwrap_or_else(|| {

@@ -267,7 +267,10 @@ mod tests {
             pkgs[1]["supplier"],
             "Person: Debian Kernel Team (debian-kernel@lists.debian.org)"
         );
-        assert_eq!(pkgs[2]["SPDXID"], "SPDXRef-Package-deb-libstdcplusplus6-amd64");
+        assert_eq!(
+            pkgs[2]["SPDXID"],
+            "SPDXRef-Package-deb-libstdcplusplus6-amd64"
+        );
         let contains: Vec<&str> = doc["relationships"]
             .as_array()
             .unwrap()
@@ -276,6 +279,10 @@ mod tests {
             .map(|r| r["relatedSpdxElement"].as_str().unwrap())
             .collect();
         assert_eq!(contains.len(), 2);
-        assert!(contains.iter().all(|id| pkgs.iter().any(|p| p["SPDXID"] == *id)));
+        assert!(
+            contains
+                .iter()
+                .all(|id| pkgs.iter().any(|p| p["SPDXID"] == *id))
+        );
     }
 }

@@ -43,7 +43,10 @@ pub(super) fn check_table(
         Err(e) => {
             findings.push(Finding::fail(
                 named(Check::GptPrimary),
-                format!("cannot read the partition table: {}", disk::read_error(path, e)),
+                format!(
+                    "cannot read the partition table: {}",
+                    disk::read_error(path, e)
+                ),
             ));
             return Vec::new();
         }
@@ -58,10 +61,20 @@ pub(super) fn check_table(
         Table::Disk => what.to_string(),
         Table::HybridIso => format!("GPT {what}: "),
     };
-    findings.push(header_finding(&table.primary, &label("primary header"), named(Check::GptPrimary)));
-    findings.push(header_finding(&table.backup, &label("backup header"), named(Check::GptBackup)));
+    findings.push(header_finding(
+        &table.primary,
+        &label("primary header"),
+        named(Check::GptPrimary),
+    ));
+    findings.push(header_finding(
+        &table.backup,
+        &label("backup header"),
+        named(Check::GptBackup),
+    ));
     if let (Ok(p), Ok(b)) = (&table.primary.header, &table.backup.header)
-        && (p.alternate_lba != b.my_lba || b.alternate_lba != p.my_lba || p.disk_guid != b.disk_guid)
+        && (p.alternate_lba != b.my_lba
+            || b.alternate_lba != p.my_lba
+            || p.disk_guid != b.disk_guid)
     {
         findings.push(Finding::fail(
             named(Check::GptBackup),
@@ -110,14 +123,23 @@ fn mbr_finding(table: &TableRead, sectors: u64, kind: Table) -> Verdict {
         }
     }
     if kind == Table::HybridIso {
-        return Verdict(true, format!("MBR: {} records inside the image", records.len()));
+        return Verdict(
+            true,
+            format!("MBR: {} records inside the image", records.len()),
+        );
     }
-    let protective: Vec<_> = records.iter().filter(|r| r.type_code == PROTECTIVE_TYPE).collect();
+    let protective: Vec<_> = records
+        .iter()
+        .filter(|r| r.type_code == PROTECTIVE_TYPE)
+        .collect();
     let want = (sectors - 1).min(MAX_MBR_SECTORS);
     match protective.as_slice() {
         [r] if r.first_lba == 1 && u64::from(r.sectors) == want => Verdict(
             true,
-            format!("one 0xEE record from LBA 1 covering the disk ({} sectors)", r.sectors),
+            format!(
+                "one 0xEE record from LBA 1 covering the disk ({} sectors)",
+                r.sectors
+            ),
         ),
         [r] => Verdict(
             false,
@@ -126,8 +148,14 @@ fn mbr_finding(table: &TableRead, sectors: u64, kind: Table) -> Verdict {
                 r.first_lba, r.sectors
             ),
         ),
-        [] => Verdict(false, "no 0xEE protective record: not a GPT disk's MBR".into()),
-        _ => Verdict(false, format!("{} 0xEE records; there must be one", protective.len())),
+        [] => Verdict(
+            false,
+            "no 0xEE protective record: not a GPT disk's MBR".into(),
+        ),
+        _ => Verdict(
+            false,
+            format!("{} 0xEE records; there must be one", protective.len()),
+        ),
     }
 }
 
@@ -209,13 +237,23 @@ fn e2fsck(path: &Path, source: &mut Source, p: &PartitionReport, name: &str) -> 
     let (target, _copy) = match source.ext4_target(p.start_bytes, p.size_bytes) {
         Ok(t) => t,
         Err(e) => {
-            return Finding::fail(Check::Ext4, format!("{name}: {}", disk::read_error(path, e)));
+            return Finding::fail(
+                Check::Ext4,
+                format!("{name}: {}", disk::read_error(path, e)),
+            );
         }
     };
-    let out = match Command::new("e2fsck").args(["-f", "-n"]).arg(target.spec()).output() {
+    let out = match Command::new("e2fsck")
+        .args(["-f", "-n"])
+        .arg(target.spec())
+        .output()
+    {
         Ok(out) => out,
         Err(e) => {
-            return Finding::fail(Check::Ext4, format!("{name}: cannot run e2fsck: {e} (install e2fsprogs)"));
+            return Finding::fail(
+                Check::Ext4,
+                format!("{name}: cannot run e2fsck: {e} (install e2fsprogs)"),
+            );
         }
     };
     let code = out.status.code().unwrap_or(-1);
@@ -223,8 +261,15 @@ fn e2fsck(path: &Path, source: &mut Source, p: &PartitionReport, name: &str) -> 
     if code == E2FSCK_CLEAN {
         Finding::pass(Check::Ext4, format!("{name}: e2fsck -fn clean: {summary}"))
     } else {
-        let why = if summary.is_empty() { last_line(&out.stderr) } else { summary };
-        Finding::fail(Check::Ext4, format!("{name}: e2fsck -fn exited {code}: {why}"))
+        let why = if summary.is_empty() {
+            last_line(&out.stderr)
+        } else {
+            summary
+        };
+        Finding::fail(
+            Check::Ext4,
+            format!("{name}: e2fsck -fn exited {code}: {why}"),
+        )
     }
 }
 
@@ -239,12 +284,18 @@ fn fsck_fat(path: &Path, source: &mut Source, p: &PartitionReport, name: &str) -
     let out = match Command::new("fsck.fat").arg("-n").arg(copy.path()).output() {
         Ok(out) => out,
         Err(e) => {
-            return Finding::fail(Check::Fat, format!("{name}: cannot run fsck.fat: {e} (install dosfstools)"));
+            return Finding::fail(
+                Check::Fat,
+                format!("{name}: cannot run fsck.fat: {e} (install dosfstools)"),
+            );
         }
     };
     // The summary names the temporary copy; show the counts alone.
     let summary = last_line(&out.stdout);
-    let summary = summary.rsplit_once(": ").map_or(summary.as_str(), |(_, s)| s).to_string();
+    let summary = summary
+        .rsplit_once(": ")
+        .map_or(summary.as_str(), |(_, s)| s)
+        .to_string();
     if out.status.success() {
         Finding::pass(Check::Fat, format!("{name}: fsck.fat -n clean: {summary}"))
     } else {
@@ -257,7 +308,10 @@ fn fsck_fat(path: &Path, source: &mut Source, p: &PartitionReport, name: &str) -
             .to_string();
         Finding::fail(
             Check::Fat,
-            format!("{name}: fsck.fat -n exited {}: {why}", out.status.code().unwrap_or(-1)),
+            format!(
+                "{name}: fsck.fat -n exited {}: {why}",
+                out.status.code().unwrap_or(-1)
+            ),
         )
     }
 }

@@ -55,8 +55,10 @@ fn l2_tables_problem(reader: &Qcow2Reader<File>) -> Option<String> {
         if offset == 0 {
             continue;
         }
-        if offset % info.cluster_size_bytes != 0 {
-            return Some(format!("L1 entry {i}: L2 table at {offset} is not cluster-aligned"));
+        if !offset.is_multiple_of(info.cluster_size_bytes) {
+            return Some(format!(
+                "L1 entry {i}: L2 table at {offset} is not cluster-aligned"
+            ));
         }
         if offset + info.cluster_size_bytes > info.file_size_bytes {
             return Some(format!(
@@ -71,10 +73,17 @@ fn l2_tables_problem(reader: &Qcow2Reader<File>) -> Option<String> {
 /// `qemu-img check`: its exit code (0 clean, 1 not checked, 2 corrupt,
 /// 3 leaked clusters) and its summary line.
 fn qemu_img_check(path: &Path) -> Finding {
-    let out = match Command::new("qemu-img").args(["check", "-f", "qcow2"]).arg(path).output() {
+    let out = match Command::new("qemu-img")
+        .args(["check", "-f", "qcow2"])
+        .arg(path)
+        .output()
+    {
         Ok(out) => out,
         Err(e) => {
-            return Finding::fail(Check::QemuImgCheck, format!("cannot run qemu-img: {e} (install qemu-utils)"));
+            return Finding::fail(
+                Check::QemuImgCheck,
+                format!("cannot run qemu-img: {e} (install qemu-utils)"),
+            );
         }
     };
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -84,7 +93,11 @@ fn qemu_img_check(path: &Path) -> Finding {
         .map(str::to_string)
         .unwrap_or_else(|| {
             let err = last_line(&out.stderr);
-            if err.is_empty() { last_line(&out.stdout) } else { err }
+            if err.is_empty() {
+                last_line(&out.stdout)
+            } else {
+                err
+            }
         });
     let code = out.status.code().unwrap_or(-1);
     if code == 0 {
@@ -129,15 +142,24 @@ pub(super) fn iso(path: &Path, size_bytes: u64, findings: &mut Vec<Finding>) {
         ),
     ));
     let live = !report.live_files.is_empty();
-    let has = |platform: &str| report.boot_entries.iter().any(|e| e.platform == platform && e.bootable);
+    let has = |platform: &str| {
+        report
+            .boot_entries
+            .iter()
+            .any(|e| e.platform == platform && e.bootable)
+    };
     findings.push(match (live, has("BIOS"), has("UEFI")) {
         (_, true, true) => Finding::pass(
             Check::ElTorito,
-            format!("{} bootable entries: BIOS and UEFI", report.boot_entries.len()),
+            format!(
+                "{} bootable entries: BIOS and UEFI",
+                report.boot_entries.len()
+            ),
         ),
-        (false, false, false) if report.boot_entries.is_empty() => {
-            Finding::pass(Check::ElTorito, "no boot catalog: a data ISO (no live/ files)")
-        }
+        (false, false, false) if report.boot_entries.is_empty() => Finding::pass(
+            Check::ElTorito,
+            "no boot catalog: a data ISO (no live/ files)",
+        ),
         (_, bios, uefi) => Finding::fail(
             Check::ElTorito,
             format!(
@@ -150,12 +172,18 @@ pub(super) fn iso(path: &Path, size_bytes: u64, findings: &mut Vec<Finding>) {
         findings.push(if e.image_offset_bytes > 0 && end <= size_bytes {
             Finding::pass(
                 Check::BootImage,
-                format!("{} image at byte {} ({} bytes) inside the file", e.platform, e.image_offset_bytes, e.image_bytes),
+                format!(
+                    "{} image at byte {} ({} bytes) inside the file",
+                    e.platform, e.image_offset_bytes, e.image_bytes
+                ),
             )
         } else {
             Finding::fail(
                 Check::BootImage,
-                format!("{} image at byte {} ({} bytes) is not inside the file ({size_bytes} bytes)", e.platform, e.image_offset_bytes, e.image_bytes),
+                format!(
+                    "{} image at byte {} ({} bytes) is not inside the file ({size_bytes} bytes)",
+                    e.platform, e.image_offset_bytes, e.image_bytes
+                ),
             )
         });
     }
@@ -169,7 +197,9 @@ pub(super) fn iso(path: &Path, size_bytes: u64, findings: &mut Vec<Finding>) {
                 disk::check_table(path, &mut source, size_bytes, Table::HybridIso, findings);
             if let Some(uefi) = report.boot_entries.iter().find(|e| e.platform == "UEFI")
                 && !partitions.is_empty()
-                && !partitions.iter().any(|p| p.start_bytes == uefi.image_offset_bytes)
+                && !partitions
+                    .iter()
+                    .any(|p| p.start_bytes == uefi.image_offset_bytes)
             {
                 findings.push(Finding::fail(
                     Check::HybridTable,

@@ -211,7 +211,10 @@ fn against_manifest(path: &Path, kind: Kind, size_bytes: u64) -> Vec<Finding> {
         )
     });
     found.push(if size_bytes == m.artifact.bytes {
-        Finding::pass(Check::Size, format!("{size_bytes} bytes, as the manifest says"))
+        Finding::pass(
+            Check::Size,
+            format!("{size_bytes} bytes, as the manifest says"),
+        )
     } else {
         Finding::fail(
             Check::Size,
@@ -243,7 +246,10 @@ fn against_manifest(path: &Path, kind: Kind, size_bytes: u64) -> Vec<Finding> {
             }
             Ok((_, sha)) => Finding::fail(
                 Check::Output,
-                format!("{}: sha256 {sha}, the manifest says {}", out.path, out.sha256),
+                format!(
+                    "{}: sha256 {sha}, the manifest says {}",
+                    out.path, out.sha256
+                ),
             ),
             Err(e) => Finding::fail(Check::Output, format!("{}: {e}", file.display())),
         });

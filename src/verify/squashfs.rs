@@ -99,7 +99,9 @@ pub(crate) fn superblock_problem(head: &[u8], len_bytes: u64) -> Option<String> 
     let mut previous = ("superblock", SUPERBLOCK_SIZE as u64 - 1);
     for (name, start) in tables {
         // Only the inode, directory and id tables are always there.
-        if start == INVALID_TABLE && matches!(name, "fragment table" | "export table" | "xattr id table") {
+        if start == INVALID_TABLE
+            && matches!(name, "fragment table" | "export table" | "xattr id table")
+        {
             continue;
         }
         if start <= previous.1 {
@@ -200,11 +202,19 @@ mod tests {
 
         let mut b = good.clone();
         b[28] = 3; // version 3.0
-        assert!(superblock_problem(&b, 16_384).unwrap().contains("version 3.0"));
+        assert!(
+            superblock_problem(&b, 16_384)
+                .unwrap()
+                .contains("version 3.0")
+        );
 
         let mut b = good.clone();
         b[12..16].copy_from_slice(&100_000u32.to_le_bytes());
-        assert!(superblock_problem(&b, 16_384).unwrap().contains("power of two"));
+        assert!(
+            superblock_problem(&b, 16_384)
+                .unwrap()
+                .contains("power of two")
+        );
 
         let mut b = good.clone();
         // directory table before the inode table
@@ -215,6 +225,9 @@ mod tests {
         let mut b = good;
         b[48..56].copy_from_slice(&12_000u64.to_le_bytes());
         let problem = superblock_problem(&b, 16_384).unwrap();
-        assert!(problem.contains("id table at 12000 is past bytes_used"), "{problem}");
+        assert!(
+            problem.contains("id table at 12000 is past bytes_used"),
+            "{problem}"
+        );
     }
 }
