@@ -296,6 +296,56 @@ mod tests {
     }
 
     #[test]
+    fn a_profile_s_password_hash_and_mirror_credentials_stay_out_of_the_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = format!("$6$saltsalt${}", "A".repeat(86));
+        std::fs::write(
+            dir.path().join("secret.yaml"),
+            format!(
+                "description: secrets\ninherits: [ephemeral]\ndistro:\n  mirror: http://user:s3cret@mirror.example/debian\n\
+                 users:\n  - {{name: ops, password_hash: \"{hash}\"}}\n"
+            ),
+        )
+        .unwrap();
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let search = crate::profile::SearchPath::new(
+            vec![dir.path().to_path_buf(), repo.join("profiles")],
+            Vec::new(),
+        );
+        let profile = crate::profile::load("secret", &search, &[]).unwrap();
+        assert!(profile.os.users.iter().any(|u| u.password_hash.is_some()));
+        let record = ProfileRecord::of(&profile).unwrap();
+        assert_eq!(record.name, "secret");
+        assert!(
+            record.sources.len() >= 3,
+            "secret, ephemeral, base and templates"
+        );
+        let image = dir.path().join("x.raw");
+        std::fs::write(&image, b"x").unwrap();
+        let written = write(
+            &image,
+            &ManifestInputs {
+                kind: "raw",
+                digest: None,
+                outputs: &[],
+                profile: Some(record),
+                stages: Vec::new(),
+                source_date_epoch: None,
+                packages: &[],
+            },
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(&written.manifest).unwrap()
+            + &std::fs::read_to_string(&written.sbom).unwrap();
+        assert!(text.contains("\"inputs_sha256\""), "{text}");
+        assert!(
+            !text.contains("s3cret") && !text.contains("mirror.example"),
+            "{text}"
+        );
+        assert!(!text.contains("saltsalt"), "{text}");
+    }
+
+    #[test]
     fn reproducible_inputs_give_identical_sboms() {
         let dir = tempfile::tempdir().unwrap();
         let mut texts = Vec::new();
