@@ -59,11 +59,15 @@ fn write_manifest(image: &Path, kind: &str) {
     );
     let sum_path = image.with_file_name(format!("{name}.sha256"));
     fs::write(&sum_path, &sum.stdout).unwrap();
+    // The digest once, as the build passes its own: a 2 GiB raw disk takes
+    // seconds to hash.
+    let sha256 = String::from_utf8(sum.stdout).unwrap()[..64].to_string();
+    let bytes = fs::metadata(image).unwrap().len();
     manifest::write(
         image,
         &ManifestInputs {
             kind,
-            digest: None,
+            digest: Some((bytes, sha256)),
             outputs: &[sum_path],
             profile: None,
             stages: vec![StageRecord {
@@ -390,6 +394,34 @@ fn a_damaged_backup_gpt_header_fails_gpt_backup_while_the_primary_passes() {
         "{backup}"
     );
     assert!(of(&found, "gpt-primary")[0].0);
+}
+
+#[test]
+fn a_damaged_ext4_partition_fails_e2fsck_naming_the_partition_and_the_problem() {
+    let b = disk();
+    let dir = temp_dir("verify-ext4-");
+    let copy = dir.path().join("disk.raw");
+    copy_sparse(&b.raw, &copy);
+    let (_, first, _, _, _) = disk_fixture::partitions(&copy)
+        .into_iter()
+        .find(|p| p.4 == "boot")
+        .unwrap();
+    // The group descriptor table: block 1 of the 4 KiB-block filesystem.
+    let file = fs::OpenOptions::new().write(true).open(&copy).unwrap();
+    file.write_all_at(&[0xff; 64], first * 512 + 4096).unwrap();
+    drop(file);
+    let found = findings(&copy, 1);
+    assert_eq!(failed(&found), ["manifest", "ext4"], "{found:#?}");
+    let bad = of(&found, "ext4")
+        .into_iter()
+        .find(|(ok, _)| !ok)
+        .unwrap()
+        .1;
+    assert!(
+        bad.starts_with("partition 4 (boot): e2fsck -fn exited 4"),
+        "{bad}"
+    );
+    assert!(bad.contains("group descriptor"), "{bad}");
 }
 
 #[test]

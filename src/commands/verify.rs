@@ -30,12 +30,14 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             println!("{finding}");
         }
     }
-    let failed: Vec<String> = report.failures().map(|f| f.check.to_string()).collect();
+    let mut failed: Vec<String> = report.failures().map(|f| f.check.to_string()).collect();
+    let count = failed.len();
+    failed.dedup();
     if !failed.is_empty() {
         anyhow::bail!(
             "{}: {} of {} checks failed ({})",
             args.artifact.display(),
-            failed.len(),
+            count,
             report.findings.len(),
             failed.join(", ")
         );

@@ -261,16 +261,29 @@ fn e2fsck(path: &Path, source: &mut Source, p: &PartitionReport, name: &str) -> 
     if code == E2FSCK_CLEAN {
         Finding::pass(Check::Ext4, format!("{name}: e2fsck -fn clean: {summary}"))
     } else {
-        let why = if summary.is_empty() {
-            last_line(&out.stderr)
-        } else {
-            summary
-        };
         Finding::fail(
             Check::Ext4,
-            format!("{name}: e2fsck -fn exited {code}: {why}"),
+            format!(
+                "{name}: e2fsck -fn exited {code}: {}; {summary}",
+                first_problem(&out.stdout, &out.stderr)
+            ),
         )
     }
+}
+
+/// The first line of e2fsck's output that reports a problem: not its
+/// version banner, not a `Pass N:` heading.
+fn first_problem(stdout: &[u8], stderr: &[u8]) -> String {
+    let (out, err) = (
+        String::from_utf8_lossy(stdout),
+        String::from_utf8_lossy(stderr),
+    );
+    err.lines()
+        .chain(out.lines())
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("e2fsck 1.") && !l.starts_with("Pass "))
+        .unwrap_or("")
+        .to_string()
 }
 
 fn fsck_fat(path: &Path, source: &mut Source, p: &PartitionReport, name: &str) -> Finding {
