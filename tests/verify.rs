@@ -322,8 +322,7 @@ fn a_fresh_live_iso_and_squashfs_pass_including_the_squashfs_inside_the_iso() {
 }
 
 #[test]
-fn a_flipped_byte_in_a_squashfs_metadata_block_fails_unsquashfs_and_one_in_a_data_block_fails_sha256()
- {
+fn a_flipped_squashfs_byte_fails_unsquashfs_in_metadata_and_only_sha256_in_data() {
     // Each damage in a fresh set: the image with its manifest and SBOM.
     let dir = temp_dir("verify-flip-");
     fs::create_dir(dir.path().join("meta")).unwrap();
