@@ -194,6 +194,12 @@ fn fresh_disks_pass_every_check_against_their_manifests_and_their_filesystems() 
     ] {
         assert_eq!(of(&qcow2, check).len(), 1, "{check}: {qcow2:#?}");
     }
+    assert!(
+        of(&qcow2, "gpt-primary")[0]
+            .1
+            .starts_with("LBA 1: signature, header CRC32 and entry array CRC32"),
+        "{qcow2:#?}"
+    );
     let ext4 = of(&qcow2, "ext4");
     assert_eq!(ext4.len(), 2, "{ext4:?}");
     assert!(

@@ -58,7 +58,8 @@ pub(super) fn check_table(
         return Vec::new();
     }
     let label = |what: &str| match table_kind {
-        Table::Disk => what.to_string(),
+        // The check's name (gpt-primary, gpt-backup) already says which.
+        Table::Disk => String::new(),
         Table::HybridIso => format!("GPT {what}: "),
     };
     findings.push(header_finding(
