@@ -48,6 +48,8 @@ pub enum Command {
     Fat(commands::fat::Args),
     /// Show what is in an ISO, qcow2, raw disk or squashfs (partitions, boot, files).
     Inspect(commands::inspect::Args),
+    /// Check an artifact against its manifest (size, sha256) and its structure (tables, filesystems, boot catalog).
+    Verify(commands::verify::Args),
     /// List the host profiles in the search path.
     Profiles(commands::profiles::Args),
     /// Show a profile merged, its cloud-init files and kernel command line rendered.

@@ -178,6 +178,76 @@ fn xorriso_sees_a_bios_and_a_uefi_boot_image_and_the_config_drive_label() {
     assert_eq!(String::from_utf8_lossy(&blkid.stdout).trim(), "config-2");
 }
 
+#[test]
+fn the_iso_has_a_manifest_and_an_spdx_sbom_listing_its_debian_packages_and_verifies() {
+    let built = built();
+    let artifact = &built.report["artifacts"][0];
+    let manifest_path = PathBuf::from(artifact["manifest"].as_str().unwrap());
+    let sbom_path = PathBuf::from(artifact["sbom"].as_str().unwrap());
+    assert_eq!(
+        manifest_path,
+        built.iso.with_file_name("ephemeral.iso.manifest.json")
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(&manifest_path).unwrap()).unwrap();
+    assert_eq!(manifest["artifact"]["sha256"], artifact["sha256"]);
+    assert_eq!(manifest["profile"]["name"], "ephemeral");
+    let stages: Vec<&str> = manifest["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages, ["bootstrap", "configure", "squashfs"]);
+    let outputs: Vec<&str> = manifest["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outputs,
+        [
+            "ephemeral.iso.sha256",
+            "ephemeral.iso.md5sum",
+            "ephemeral.iso.spdx.json"
+        ]
+    );
+
+    let sbom: serde_json::Value =
+        serde_json::from_slice(&fs::read(&sbom_path).unwrap()).expect("the SBOM is JSON");
+    assert_eq!(sbom["spdxVersion"], "SPDX-2.3");
+    let packages = sbom["packages"].as_array().unwrap();
+    for name in ["linux-image-amd64", "systemd"] {
+        let p = packages
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name} is not in the SBOM"));
+        let version = p["versionInfo"].as_str().unwrap();
+        assert!(!version.is_empty(), "{name} has no version");
+        let purl = p["externalRefs"][0]["referenceLocator"].as_str().unwrap();
+        assert!(
+            purl.starts_with(&format!("pkg:deb/debian/{name}@")),
+            "{purl}"
+        );
+    }
+    // No secrets: the profile's password hashes are not in either file.
+    let text =
+        fs::read_to_string(&manifest_path).unwrap() + &fs::read_to_string(&sbom_path).unwrap();
+    assert!(
+        !text.contains("$6$") && !text.contains("$y$"),
+        "a password hash leaked"
+    );
+
+    let out = osforge().arg("verify").arg(&built.iso).output().unwrap();
+    assert!(
+        out.status.success(),
+        "osforge verify failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A stage's entry in the cache, as the build report names it.
 fn stage_dir(report: &serde_json::Value, stage: &str) -> PathBuf {
     let entry = report["stages"]

@@ -14,6 +14,7 @@ pub mod profiles;
 pub mod qcow2;
 pub mod render;
 pub mod squashfs;
+pub mod verify;
 
 use crate::cli::{Cli, Command};
 
@@ -27,6 +28,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Iso(args) => iso::run(args, &cli.global),
         Command::Fat(args) => fat::run(args, &cli.global),
         Command::Inspect(args) => inspect::run(args, &cli.global),
+        Command::Verify(args) => verify::run(args, &cli.global),
         Command::Profiles(args) => profiles::run(args, &cli.global),
         Command::Render(args) => render::run(args, &cli.global),
         Command::Doctor(args) => doctor::run(args, &cli.global),

@@ -172,7 +172,7 @@ pub fn inspect(path: &Path, source: &mut Source, size_bytes: u64) -> Result<Disk
     Ok(report)
 }
 
-fn read_error(path: &Path, source: io::Error) -> Error {
+pub(crate) fn read_error(path: &Path, source: io::Error) -> Error {
     // A qcow2 reader's own errors (truncation, corrupt clusters) come
     // wrapped in io::Error by its Read impl; show them as qcow2 errors.
     if source.get_ref().is_some_and(|e| e.is::<ReadError>()) {
@@ -226,7 +226,7 @@ pub(super) fn gpt_report(table: &TableRead) -> Option<GptReport> {
     })
 }
 
-pub(super) fn partitions(table: &TableRead) -> Vec<PartitionReport> {
+pub(crate) fn partitions(table: &TableRead) -> Vec<PartitionReport> {
     table
         .entries
         .iter()
@@ -288,7 +288,11 @@ pub(super) fn probe_all(
 }
 
 /// Tells the filesystem of a partition by its magic numbers.
-fn probe(path: &Path, source: &mut Source, p: &PartitionReport) -> Result<Filesystem, Error> {
+pub(crate) fn probe(
+    path: &Path,
+    source: &mut Source,
+    p: &PartitionReport,
+) -> Result<Filesystem, Error> {
     if p.size_bytes < PROBE_BYTES as u64 || p.end_bytes > source_len(source, path)? {
         return Ok(Filesystem::None);
     }

@@ -93,7 +93,8 @@ pub struct DirEntry {
 }
 
 impl Target {
-    fn spec(&self) -> String {
+    /// `FILE?offset=N`, which every e2fsprogs tool opens (debugfs, e2fsck).
+    pub(crate) fn spec(&self) -> String {
         // e2fsprogs splits the device name at '?' for I/O options.
         format!("{}?offset={}", self.file.display(), self.offset_bytes)
     }

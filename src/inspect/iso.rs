@@ -229,3 +229,39 @@ fn emulation_name(e: Option<Emulation>) -> String {
     }
     .to_string()
 }
+
+/// Where the file at `inner` (a path inside the ISO) lies in the ISO
+/// file: its byte offset and length, when it is one extent, as osforge and
+/// xorriso write files under 4 GiB. None when there is no such file.
+/// `osforge verify` reads the live squashfs in place with it.
+pub(crate) fn file_extent(path: &Path, inner: &str) -> Result<Option<(u64, u64)>, Error> {
+    use hadris_fs::sync::FileSystem;
+    let malformed = |reason: String| Error::Malformed {
+        path: path.to_path_buf(),
+        kind: Kind::Iso,
+        reason,
+    };
+    let reading = |source| Error::Reading {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(reading)?;
+    let device = hadris_storage::host::FileDevice::new(file).map_err(reading)?;
+    let mut iso =
+        hadris_iso::sync::IsoFs::mount(device, hadris_fs::MountOptions::new().read_only())
+            .map_err(|e| malformed(e.to_string()))?;
+    let node = match iso.resolve(inner.as_bytes(), hadris_fs::Resolve::Follow) {
+        Ok(node) => node,
+        Err(e) if e.kind() == hadris_fs::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(malformed(format!("/{inner}: {e}"))),
+    };
+    let mut extents = [hadris_fs::Extent::new(0, 0); 2];
+    let found = iso.extents(node, 0, &mut extents);
+    iso.forget(node, 1);
+    match found.map_err(|e| malformed(format!("/{inner}: {e}")))? {
+        1 => Ok(Some((extents[0].offset(), extents[0].len()))),
+        n => Err(malformed(format!(
+            "/{inner} is stored in {n} extents, not one"
+        ))),
+    }
+}

@@ -12,10 +12,10 @@
 //! directory tables with `unsquashfs` ([`squashfs`]).
 
 mod boot;
-mod disk;
-mod ext4;
+pub(crate) mod disk;
+pub(crate) mod ext4;
 mod fs;
-mod iso;
+pub(crate) mod iso;
 mod source;
 mod squashfs;
 
@@ -252,7 +252,8 @@ pub fn inspect(path: &Path) -> Result<Report, Error> {
 /// Reads `<image>.sha256` and `<image>.md5sum` (sha256sum/md5sum format, as
 /// the build writes them) and hashes the image once for both. They are all
 /// `osforge build` leaves beside an image: its report (stages, cache keys,
-/// digests) goes to stdout with `--json`, not to a file.
+/// digests) goes to stdout with `--json`; the manifest and SBOM beside it
+/// are `osforge verify`'s to check.
 fn check_sidecars(path: &Path) -> Result<Vec<ChecksumCheck>, Error> {
     use md5::{Digest, Md5};
     use sha2::Sha256;

@@ -47,7 +47,7 @@ impl Source {
     /// Where debugfs can read the filesystem at `start`: the raw image
     /// itself, or a sparse copy of the partition (debugfs cannot read
     /// qcow2). The temporary file lives as long as the returned guard.
-    pub(super) fn ext4_target(
+    pub(crate) fn ext4_target(
         &mut self,
         start: u64,
         len: u64,
@@ -61,6 +61,24 @@ impl Source {
             };
             return Ok((target, None));
         }
+        let copy = self.sparse_copy(start, len)?;
+        let target = ext4::Target {
+            file: copy.path().to_path_buf(),
+            offset_bytes: 0,
+        };
+        Ok((target, Some(copy)))
+    }
+}
+
+impl Source {
+    /// The `len` bytes at `start` in a temporary file of their own, for
+    /// tools that read a filesystem from the start of a file (fsck.fat,
+    /// debugfs on qcow2). All-zero chunks are skipped, so it stays sparse.
+    pub(crate) fn sparse_copy(
+        &mut self,
+        start: u64,
+        len: u64,
+    ) -> io::Result<tempfile::NamedTempFile> {
         let copy = tempfile::Builder::new()
             .prefix(".osforge-inspect-")
             .tempfile()?;
@@ -78,11 +96,7 @@ impl Source {
             }
             done += n as u64;
         }
-        let target = ext4::Target {
-            file: copy.path().to_path_buf(),
-            offset_bytes: 0,
-        };
-        Ok((target, Some(copy)))
+        Ok(copy)
     }
 }
 

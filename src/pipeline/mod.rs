@@ -5,7 +5,8 @@
 //! key over exactly their inputs ([`cache`]); keys chain, so a change to the
 //! packages rebuilds everything after the bootstrap, while a `--var` that only
 //! reaches cloud-init or the kernel command line rebuilds nothing but the
-//! per-host artifact. Everything the user got wrong (profile, templates,
+//! per-host artifact. Each artifact gets a manifest and an SBOM beside it
+//! ([`crate::manifest`]). Everything the user got wrong (profile, templates,
 //! command line) is found before the first stage runs.
 
 pub mod cache;
@@ -24,6 +25,7 @@ use crate::artifacts::disk;
 use crate::artifacts::live_iso::{self, LiveIso, Seed};
 use crate::formats::Progress;
 use crate::formats::squashfs::{self, SquashfsWriter, source::DirectorySource};
+use crate::manifest::{DebPackage, ManifestInputs, ProfileRecord, StageRecord};
 use crate::profile::{HostFiles, HostRender, Profile, SearchPath};
 use crate::rootfs::{self, Network};
 use crate::util::output::AtomicOutput;
@@ -129,6 +131,9 @@ pub struct Artifact {
     pub bytes: u64,
     pub sha256: String,
     pub md5: String,
+    /// `<artifact>.manifest.json` and `<artifact>.spdx.json` (see [`crate::manifest`]).
+    pub manifest: PathBuf,
+    pub sbom: PathBuf,
 }
 
 #[derive(Debug, Serialize)]
@@ -155,8 +160,10 @@ pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport>
     check_disk_inputs(req)?;
     let bootstrap = bootstrap_rootfs(req, log, &mut stages)?;
     let configured = configure_os(req, &bootstrap, log, &mut stages)?;
+    let packages = list_packages(&configured, log)?;
     let artifacts = make_artifacts(req, &host, &configured, log, &mut stages)?;
     write_checksums(&artifacts)?;
+    write_manifests(req, &stages, &packages, &artifacts)?;
     Ok(BuildReport {
         profile: req.profile.name.clone(),
         cache_dir: req.cache.root().to_path_buf(),
@@ -274,6 +281,21 @@ fn configure_os(
             crate::osconfig::apply(&root, &settings).context("configuring the image (osconfig)")?;
         Ok(format!("osconfig: {}", report.actions.join("; ")))
     })
+}
+
+/// The packages installed in the configured rootfs, for the manifests and
+/// SBOMs. Read from the rootfs itself on every build, cached or not: the
+/// configure stage's entry is the rootfs as it was written, so a cache hit
+/// lists exactly what the image holds, and entries made before manifests
+/// existed need no rebuild.
+fn list_packages(configured: &StageOutput, log: &Log) -> anyhow::Result<Vec<DebPackage>> {
+    let packages = crate::manifest::dpkg::installed_packages(&configured.dir.join("root"))
+        .context("listing the image's packages for its SBOM")?;
+    log.info(&format!(
+        "packages: {} installed (from /var/lib/dpkg/status)",
+        packages.len()
+    ));
+    Ok(packages)
 }
 
 /// Disk images need the profile's `disk:` section and the grub.cfg
@@ -633,12 +655,15 @@ fn describe_artifact(kind: ArtifactType, path: PathBuf) -> anyhow::Result<Artifa
         md5.update(&buf[..n]);
         bytes += n as u64;
     }
+    let (manifest, sbom) = crate::manifest::paths_for(&path);
     Ok(Artifact {
         kind,
         path,
         bytes,
         sha256: cache::hex(&sha.finalize()),
         md5: cache::hex(&md5.finalize()),
+        manifest,
+        sbom,
     })
 }
 
@@ -658,6 +683,54 @@ fn write_checksums(artifacts: &[Artifact]) -> anyhow::Result<()> {
             writeln!(out.file(), "{digest}  {name}")?;
             out.commit()?;
         }
+    }
+    Ok(())
+}
+
+/// `<artifact>.manifest.json` and `<artifact>.spdx.json`, last, so that
+/// they can list the checksum files with their digests.
+fn write_manifests(
+    req: &BuildRequest,
+    stages: &[StageReport],
+    packages: &[DebPackage],
+    artifacts: &[Artifact],
+) -> anyhow::Result<()> {
+    let profile = ProfileRecord::of(&req.profile)?;
+    for a in artifacts {
+        let name = a
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let outputs: Vec<PathBuf> = ["sha256", "md5sum"]
+            .iter()
+            .map(|ext| a.path.with_file_name(format!("{name}.{ext}")))
+            .collect();
+        // A disk is not made from the squashfs; only the stages behind
+        // this artifact are listed.
+        let stage_keys = stages
+            .iter()
+            .filter(|s| a.kind == ArtifactType::Iso || s.stage != "squashfs")
+            .filter_map(|s| {
+                s.key.as_ref().map(|key| StageRecord {
+                    stage: s.stage.to_string(),
+                    key: key.clone(),
+                })
+            })
+            .collect();
+        crate::manifest::write(
+            &a.path,
+            &ManifestInputs {
+                kind: &a.kind.to_string(),
+                digest: Some((a.bytes, a.sha256.clone())),
+                outputs: &outputs,
+                profile: Some(profile.clone()),
+                stages: stage_keys,
+                source_date_epoch: req.source_date_epoch,
+                packages,
+            },
+        )
+        .with_context(|| format!("writing the manifest of {}", a.path.display()))?;
     }
     Ok(())
 }

@@ -39,7 +39,7 @@ mod readback;
 pub mod reader;
 mod refcount;
 mod source;
-mod table;
+pub(crate) mod table;
 mod writer;
 
 use std::fmt;

@@ -289,6 +289,12 @@ impl<R: Read + Seek> Qcow2Reader<R> {
         &self.info
     }
 
+    /// The L1 table's raw entries (L2 table offsets and flags), for
+    /// `osforge verify` to check every L2 table lies inside the file.
+    pub fn l1_table(&self) -> &[u64] {
+        &self.l1
+    }
+
     /// Fills `buf` with the guest's bytes from `offset`.
     pub fn read_exact_at(&mut self, buf: &mut [u8], offset: u64) -> Result<(), ReadError> {
         let size_bytes = self.info.virtual_size_bytes;
