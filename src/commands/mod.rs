@@ -1,8 +1,8 @@
 //! The edge between the command line and the library: each module turns parsed
 //! arguments into a library call, with `anyhow` context for the user.
 
-pub mod boot;
 pub mod airship_builder;
+pub mod boot;
 pub mod build;
 pub mod disk;
 pub mod doctor;

@@ -140,15 +140,16 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             Arc::clone(&bar) as Arc<dyn Progress>,
         )?;
         match input {
-            Input::Directory(d) => d.add_to(&mut writer)?,
+            Input::Directory(d) => d.add_to(&mut writer).map_err(input_or_failure)?,
             Input::TarFile(f, _) => {
-                source::add_tar(&mut writer, std::io::BufReader::with_capacity(1 << 20, f))?;
+                source::add_tar(&mut writer, std::io::BufReader::with_capacity(1 << 20, f))
+                    .map_err(input_or_failure)?;
             }
             Input::Stdin => {
                 if std::io::stdin().is_terminal() {
                     bail_input!("source is '-' but stdin is a terminal; pipe a tar stream in");
                 }
-                source::add_tar(&mut writer, std::io::stdin().lock())?;
+                source::add_tar(&mut writer, std::io::stdin().lock()).map_err(input_or_failure)?;
             }
         }
         Ok(writer.finish()?)
@@ -179,6 +180,17 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// An entry the source may not hold (`..`, a path through a symlink) is bad
+/// input, exit 2; anything else is the build failing.
+fn input_or_failure(e: squashfs::Error) -> anyhow::Error {
+    match e {
+        squashfs::Error::InvalidEntry { .. } => {
+            anyhow::Error::new(crate::error::InputError(e.to_string()))
+        }
+        other => other.into(),
+    }
 }
 
 fn io_reason(e: &std::io::Error) -> String {

@@ -79,17 +79,25 @@ impl Freezer<'_> {
         let file = tidy(&base.join(relative));
         // Profiles are input from others (a site repo, a bundle): a path must
         // not reach the build host's files (`../../etc/shadow`, a symlink out).
-        if !self.search.allow_files_outside
-            && let (Ok(real_base), Ok(real_file)) = (
-                std::fs::canonicalize(if base.as_os_str().is_empty() {
-                    Path::new(".")
-                } else {
-                    &base
-                }),
-                std::fs::canonicalize(&file),
-            )
-            && !real_file.starts_with(&real_base)
-        {
+        let base_dir = if base.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            base.as_path()
+        };
+        let lexically_inside = if tidy(base_dir) == Path::new(".") {
+            !file.is_absolute() && !file.starts_with("..")
+        } else {
+            file.starts_with(tidy(base_dir))
+        };
+        let really_inside = || match (
+            std::fs::canonicalize(base_dir),
+            std::fs::canonicalize(&file),
+        ) {
+            (Ok(real_base), Ok(real_file)) => real_file.starts_with(real_base),
+            // Missing: reading it fails below with its own message.
+            _ => true,
+        };
+        if !self.search.allow_files_outside && !(lexically_inside && really_inside()) {
             return Err(self.error(
                 at,
                 format!(
