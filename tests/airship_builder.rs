@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::qemu::{Boot, Firmware, Media, boot_until};
+use support::qemu::{Boot, Firmware, ImageFormat, Media, boot_until};
 use support::*;
 
 const MARKER: &str = "OSFORGE-AIRSHIP-BUILDER-OK";
@@ -184,8 +184,8 @@ fn v1_builds_the_iso_airshipctl_asks_for_and_it_boots_with_the_given_user_data_a
 
     let boot = Boot {
         image: &iso,
-        format: "raw",
-        firmware: Firmware::SeaBios,
+        format: ImageFormat::Iso,
+        firmware: Firmware::Bios,
         media: Media::Cd,
         memory_mib: 1536,
         extra_cdroms: Vec::new(),
