@@ -181,7 +181,7 @@ ifeq ($(IMAGE_TYPE),iso)
 		$(OSFORGE) import-airship "$(WORKDIR)" "$(OUTPUT_DIR)/airship-profiles"; \
 		profile="$(OUTPUT_DIR)/airship-profiles/airship-ephemeral.yaml"; \
 	fi; \
-	echo "cut_image: $$profile -> $(OUTPUT_DIR)"; \
+	echo "$(OSFORGE) build --profile $$profile --type iso $(strip $(build_args))"; \
 	$(OSFORGE) build --profile "$$profile" --type iso $(build_args)
 else ifeq ($(IMAGE_TYPE),qcow)
 	@set -e; \
