@@ -131,14 +131,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         },
         rebuild: args.rebuild,
         cache: Cache::new(args.cache_dir.unwrap_or_else(Cache::default_root)),
-        jobs: args
-            .jobs
-            .unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1)
-            })
-            .max(1),
+        jobs: pipeline::jobs_or_default(args.jobs),
         source_date_epoch: args.source_date_epoch,
     };
     let log = Log {

@@ -123,10 +123,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         fake_time: args.source_date_epoch,
         scratch_parent: &scratch_parent,
         grub_lib_dir: args.grub_dir.as_deref(),
-        jobs: args
-            .jobs
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-            .max(1),
+        jobs: crate::pipeline::jobs_or_default(args.jobs),
     };
     let show = !global.quiet && !global.json;
     let bar = Arc::new(Bar::bytes(

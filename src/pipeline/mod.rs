@@ -99,6 +99,13 @@ pub struct BuildRequest {
     pub source_date_epoch: Option<u64>,
 }
 
+/// Compression threads: what `--jobs` asked for, else one per CPU; at least one.
+pub fn jobs_or_default(requested: Option<usize>) -> usize {
+    requested
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1)
+}
+
 /// What the user sees of the build: one line per stage, unless quiet.
 pub struct Log {
     pub quiet: bool,

@@ -97,7 +97,7 @@ impl Freezer<'_> {
             // Missing: reading it fails below with its own message.
             _ => true,
         };
-        if !self.search.allow_files_outside && !(lexically_inside && really_inside()) {
+        if !(self.search.allow_files_outside || (lexically_inside && really_inside())) {
             return Err(self.error(
                 at,
                 format!(
