@@ -9,6 +9,7 @@ pub mod artifacts;
 pub mod boot;
 pub mod cli;
 pub mod commands;
+pub mod container;
 pub mod error;
 pub mod formats;
 pub mod inspect;

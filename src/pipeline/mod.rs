@@ -10,7 +10,11 @@
 //! command line) is found before the first stage runs.
 
 pub mod cache;
+mod layers;
 pub mod plan;
+mod sources;
+
+pub(crate) use sources::file_digest;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -34,7 +38,6 @@ use cache::{Cache, Lookup, StageKey};
 
 /// Bumped when a stage's code changes what it produces, so old cache
 /// entries are not reused.
-const BOOTSTRAP_FORMAT: u32 = 1;
 const CONFIGURE_FORMAT: u32 = 2;
 const SQUASHFS_FORMAT: u32 = 2;
 
@@ -128,6 +131,12 @@ pub struct StageReport {
     pub cached: bool,
     pub seconds: f64,
     pub detail: String,
+    /// What the stage starts from: "layer qcow2-host", "bootstrap base".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The profile whose part of the image the stage builds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -158,6 +167,8 @@ pub struct BuildReport {
 struct StageOutput {
     dir: PathBuf,
     key: String,
+    /// "bootstrap base", "layer data-plane", "configure": for the log.
+    label: String,
 }
 
 pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport> {
@@ -165,8 +176,8 @@ pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport>
     let mut stages = Vec::new();
     let host = render_host(req)?;
     check_disk_inputs(req)?;
-    let bootstrap = bootstrap_rootfs(req, log, &mut stages)?;
-    let configured = configure_os(req, &bootstrap, log, &mut stages)?;
+    let rootfs = layers::build_rootfs(req, log, &mut stages)?;
+    let configured = configure_os(req, &rootfs, log, &mut stages)?;
     let packages = list_packages(&configured, log)?;
     let artifacts = make_artifacts(req, &host, &configured, log, &mut stages)?;
     write_checksums(&artifacts)?;
@@ -194,6 +205,8 @@ fn render_host(req: &BuildRequest) -> anyhow::Result<HostRender> {
 fn cached_stage(
     req: &BuildRequest,
     key: &StageKey,
+    label: &str,
+    from: Option<&StageOutput>,
     log: &Log,
     stages: &mut Vec<StageReport>,
     make: impl FnOnce(&Path) -> anyhow::Result<String>,
@@ -213,15 +226,17 @@ fn cached_stage(
             } else {
                 reason
             };
-            log.info(&format!("{}: building ({why})", key.stage));
+            let on = from
+                .map(|f| format!(" on {} [{}]", f.label, &f.key[..12]))
+                .unwrap_or_default();
+            log.info(&format!("{label}: building{on} ({why})"));
             let (dir, detail) = req.cache.build(key, make)?;
             (dir, false, detail)
         }
     };
     let seconds = started.elapsed().as_secs_f64();
     log.info(&format!(
-        "{}: {detail} [{} {}] in {seconds:.1} s",
-        key.stage,
+        "{label}: {detail} [{} {}] in {seconds:.1} s",
         key.stage,
         &key.key[..12]
     ));
@@ -231,57 +246,29 @@ fn cached_stage(
         cached,
         seconds,
         detail,
+        from: from.map(|f| f.label.clone()),
+        label: Some(label.to_string()),
     });
     Ok(StageOutput {
         dir,
         key: key.key.clone(),
-    })
-}
-
-fn bootstrap_rootfs(
-    req: &BuildRequest,
-    log: &Log,
-    stages: &mut Vec<StageReport>,
-) -> anyhow::Result<StageOutput> {
-    let spec = plan::bootstrap_spec(&req.profile, req.mirror.as_deref(), req.source_date_epoch);
-    let key = StageKey::new(
-        "bootstrap",
-        &serde_json::json!({
-            "format": BOOTSTRAP_FORMAT,
-            "spec": spec,
-            "mmdebstrap": rootfs::mmdebstrap_version(),
-        }),
-    );
-    let network = req.network.clone();
-    cached_stage(req, &key, log, stages, |dir| {
-        let spinner = Bar::spinner("bootstrapping the rootfs (mmdebstrap)", log.progress);
-        let result = rootfs::bootstrap(&spec, &network, dir);
-        spinner.finish();
-        let tar = result?;
-        let bytes = std::fs::metadata(&tar)?.len();
-        Ok(format!(
-            "mmdebstrap {} {} with {} packages: {}",
-            spec.suite,
-            spec.variant,
-            spec.packages.len(),
-            crate::util::size::human_bytes(bytes)
-        ))
+        label: label.to_string(),
     })
 }
 
 fn configure_os(
     req: &BuildRequest,
-    bootstrap: &StageOutput,
+    rootfs: &StageOutput,
     log: &Log,
     stages: &mut Vec<StageReport>,
 ) -> anyhow::Result<StageOutput> {
     let settings = plan::os_settings(&req.profile);
     let key = StageKey::new(
         "configure",
-        &serde_json::json!({ "format": CONFIGURE_FORMAT, "bootstrap": bootstrap.key, "os": settings }),
+        &serde_json::json!({ "format": CONFIGURE_FORMAT, "rootfs": rootfs.key, "os": settings }),
     );
-    let tar = bootstrap.dir.join("rootfs.tar");
-    cached_stage(req, &key, log, stages, |dir| {
+    let tar = rootfs.dir.join("rootfs.tar");
+    cached_stage(req, &key, "configure", Some(rootfs), log, stages, |dir| {
         let root = dir.join("root");
         rootfs::unpack(&tar, &root)?;
         let report =
@@ -471,6 +458,8 @@ fn make_disk(
         cached: false,
         seconds,
         detail,
+        from: None,
+        label: None,
     });
     types
         .iter()
@@ -516,7 +505,7 @@ fn make_squashfs(
     );
     let root = configured.dir.join("root");
     let jobs = req.jobs;
-    let out = cached_stage(req, &key, log, stages, |dir| {
+    let out = cached_stage(req, &key, "squashfs", Some(configured), log, stages, |dir| {
         let source = DirectorySource::scan_excluding(&root, true, &[b"boot/"])
             .context("scanning the configured rootfs")?;
         let bar = Arc::new(Bar::bytes("squashfs", source.total_bytes, log.progress));
@@ -623,6 +612,8 @@ fn make_live_iso(
         cached: false,
         seconds,
         detail,
+        from: None,
+        label: None,
     });
     describe_artifact(ArtifactType::Iso, out)
 }

@@ -23,6 +23,7 @@ use super::schema::{
     CloudInitDoc, Component, CompressionDoc, Datasource, DiskDoc, DistroDoc, IsoDoc, KernelDoc,
     Locale, ProfileDoc, RepoDoc, Timezone, Variant, VolumeId,
 };
+use super::layer::{RootfsSource, SourceDoc, SourceKind, classify_source};
 use super::validate::{check_hostname, check_single_line, check_variable_name};
 use crate::formats::squashfs::{self, Compression};
 
@@ -43,6 +44,8 @@ pub(crate) struct Freezer<'a> {
     pub search: &'a SearchPath,
     /// Files read so far, in order, for `Profile::source_files`.
     pub sources: Vec<PathBuf>,
+    /// The profile files in merge order, for `Profile::lineage`.
+    pub lineage: Vec<PathBuf>,
 }
 
 fn path(text: &str) -> KeyPath {
@@ -74,7 +77,9 @@ impl Freezer<'_> {
             .unwrap_or_default()
     }
 
-    fn read(&mut self, at: &KeyPath, relative: &str) -> Result<LoadedFile, ProfileError> {
+    /// The file `relative` names, from the directory of the profile that wrote
+    /// `at`; it must stay inside that folder.
+    fn locate_file(&self, at: &KeyPath, relative: &str) -> Result<PathBuf, ProfileError> {
         let base = self.base_dir(at);
         let file = tidy(&base.join(relative));
         // Profiles are input from others (a site repo, a bundle): a path must
@@ -107,6 +112,11 @@ impl Freezer<'_> {
                 ),
             ));
         }
+        Ok(file)
+    }
+
+    fn read(&mut self, at: &KeyPath, relative: &str) -> Result<LoadedFile, ProfileError> {
+        let file = self.locate_file(at, relative)?;
         let contents = std::fs::read(&file).map_err(|e| {
             let reason = ProfileError::reading(&file, e);
             self.error(at, format!("cannot read {reason}"))
@@ -136,6 +146,7 @@ pub(crate) fn freeze(
     let cloud_init = freeze_cloud_init(doc.cloud_init, fz)?;
     let iso = freeze_iso(doc.iso, cloud_init.datasource, fz)?;
     let disk = doc.disk.map(|d| freeze_disk(d, fz)).transpose()?;
+    let source = freeze_source(doc.source.as_ref(), fz)?;
     Ok(Profile {
         name: fz.name.to_string(),
         path: fz.leaf.to_path_buf(),
@@ -145,12 +156,63 @@ pub(crate) fn freeze(
         distro,
         repos,
         packages: doc.packages,
+        source,
+        pkg_manager: doc.pkg_manager.unwrap_or_default(),
+        package_groups: doc.package_groups,
+        cmds: doc.cmds,
+        lineage: fz.lineage.clone(),
         os,
         os_templates: Vec::new(),
         kernel,
         cloud_init,
         iso,
         disk,
+    })
+}
+
+/// `source:` with its paths resolved against the profile that wrote it.
+fn freeze_source(doc: Option<&SourceDoc>, fz: &mut Freezer<'_>) -> Result<RootfsSource, ProfileError> {
+    let Some(doc) = doc else {
+        return Ok(RootfsSource::Bootstrap);
+    };
+    let at = path("source");
+    let kind = classify_source(&doc.reference).map_err(|e| fz.error(&at, e))?;
+    if !matches!(kind, SourceKind::Image { .. }) && (doc.tls_verify.is_some() || doc.authfile.is_some()) {
+        return Err(fz.error(&at, "tls_verify and authfile only apply to container images"));
+    }
+    let mut resolve = |relative: &str| -> Result<PathBuf, ProfileError> {
+        let file = fz.locate_file(&at, relative)?;
+        if !file.exists() {
+            return Err(fz.error(&at, format!("{} does not exist", file.display())));
+        }
+        fz.note_source(file.clone());
+        Ok(file)
+    };
+    Ok(match kind {
+        SourceKind::Bootstrap => RootfsSource::Bootstrap,
+        SourceKind::Image { path } => {
+            let reference = match path {
+                // The path part is resolved; the transport and tag are kept.
+                Some(p) => {
+                    let file = resolve(p)?;
+                    let (transport, rest) = doc.reference.split_once(':').unwrap_or_default();
+                    let tail = &rest[p.len()..];
+                    format!("{transport}:{}{tail}", file.display())
+                }
+                None => doc.reference.clone(),
+            };
+            let authfile = match &doc.authfile {
+                Some(a) => Some(resolve(a)?),
+                None => None,
+            };
+            RootfsSource::Image {
+                reference,
+                tls_verify: doc.tls_verify.unwrap_or(true),
+                authfile,
+            }
+        }
+        SourceKind::Tarball(p) => RootfsSource::Tarball { path: resolve(p)? },
+        SourceKind::Directory(p) => RootfsSource::Directory { path: resolve(p)? },
     })
 }
 

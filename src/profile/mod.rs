@@ -32,6 +32,7 @@ pub(crate) use disk::tests as disk_layouts;
 mod error;
 mod expand;
 mod freeze;
+mod layer;
 mod load;
 mod merge;
 mod model;
@@ -48,6 +49,7 @@ pub use disk::{
 pub use error::{KeyPath, PathSegment, ProfileError, SourceLocation};
 pub use expand::OsTemplate;
 pub use freeze::{CONFIGDRIVE_VOLUME_ID, NOCLOUD_VOLUME_ID};
+pub use layer::{Cmd, LogLevel, PkgManager, RootfsSource};
 pub use load::{SearchPath, parse_var_arg};
 pub use model::{
     CloudInit, CmdlineTemplate, Distro, FileContents, FileInputs, ImageFile, Iso, Kernel,
@@ -145,6 +147,7 @@ pub fn load(
         name: &name,
         search: &search,
         sources: files.iter().map(|f| f.path.clone()).collect(),
+        lineage: files.iter().map(|f| f.path.clone()).collect(),
     };
     let mut profile = freeze::freeze(doc, description, &mut freezer)?;
     profile.os_templates = os_templates;

@@ -42,6 +42,16 @@ pub struct Profile {
     pub distro: Distro,
     pub repos: Vec<Repo>,
     pub packages: Vec<Package>,
+    /// Where the root filesystem comes from (`source:`); mmdebstrap by default.
+    pub source: super::layer::RootfsSource,
+    pub pkg_manager: super::layer::PkgManager,
+    pub package_groups: Vec<Package>,
+    /// Shell commands run in the working container after the packages.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cmds: Vec<super::layer::Cmd>,
+    /// The profile files merged into this one, ancestors first, this one last:
+    /// the ancestors' built root filesystems are the layers this one can start from.
+    pub lineage: Vec<PathBuf>,
     pub os: OsConfig,
     /// The OS values that were templates, rendered into `os` with the variables.
     #[serde(skip_serializing_if = "Vec::is_empty")]

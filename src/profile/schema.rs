@@ -21,6 +21,8 @@
 //!          mirror: null, components: [main], variant: important} # defaults shown
 //! repos: [{name, uri, suite, components, key_file}]  # key_file relative to this file
 //! packages: [linux-image-amd64]
+//! source: bootstrap                 # or docker://REF, oci-archive:FILE, tarball:FILE, dir:PATH (see layer.rs)
+//! pkg_manager: apt                  # or dnf; package_groups: [], cmds: ["shell command", {cmd, loglevel}]
 //! hostname: debian                  # required; locale: C.UTF-8, timezone: Etc/UTC by default
 //! users: [{name, uid, groups, shell, ssh_authorized_keys, password_hash, sudo}]
 //! sysctl: {vm.swappiness: 10}
@@ -713,6 +715,10 @@ pub(crate) struct ProfileDoc {
     pub distro: DistroDoc,
     pub repos: Vec<RepoDoc>,
     pub packages: Vec<Package>,
+    pub source: Option<super::layer::SourceDoc>,
+    pub pkg_manager: Option<super::layer::PkgManager>,
+    pub package_groups: Vec<Package>,
+    pub cmds: Vec<super::layer::Cmd>,
     pub hostname: Option<Hostname>,
     pub locale: Option<Locale>,
     pub timezone: Option<Timezone>,

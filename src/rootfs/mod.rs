@@ -19,6 +19,9 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, bail};
 use serde::Serialize;
 
+pub mod image;
+pub mod layer;
+
 /// What decides the bootstrapped tree. Serialised into the cache key.
 #[derive(Debug, Clone, Serialize)]
 pub struct BootstrapSpec {
@@ -46,12 +49,53 @@ pub struct ExtraRepo {
     pub key_digest: Option<String>,
 }
 
+impl ExtraRepo {
+    /// The one-line sources.list entry; `signed_by` is empty or ` [signed-by=…]`.
+    pub fn apt_line(&self, signed_by: &str) -> String {
+        format!(
+            "deb{signed_by} {} {} {}",
+            self.uri,
+            self.suite,
+            self.components.join(" ")
+        )
+    }
+
+    /// The key's file extension: apt tells armored keys by `.asc`.
+    pub fn key_extension(&self) -> Option<&'static str> {
+        self.key.as_ref().map(|key| {
+            if key.starts_with(b"-----BEGIN") {
+                "asc"
+            } else {
+                "gpg"
+            }
+        })
+    }
+}
+
 /// How to reach the network. Not part of any cache key: a proxy does not
 /// change what is installed.
 #[derive(Debug, Clone, Default)]
 pub struct Network {
     pub proxy: Option<String>,
     pub no_proxy: Option<String>,
+}
+
+impl Network {
+    /// The variables that carry the proxy to apt, curl, skopeo and Ansible,
+    /// in both spellings, since tools differ in which they read.
+    pub fn environment(&self) -> Vec<(String, String)> {
+        let mut env = Vec::new();
+        if let Some(proxy) = &self.proxy {
+            for var in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"] {
+                env.push((var.to_string(), proxy.clone()));
+            }
+        }
+        if let Some(no_proxy) = &self.no_proxy {
+            env.push(("no_proxy".to_string(), no_proxy.clone()));
+            env.push(("NO_PROXY".to_string(), no_proxy.clone()));
+        }
+        env
+    }
 }
 
 /// Runs mmdebstrap, writing `<dir>/rootfs.tar` and `<dir>/mmdebstrap.log`.
@@ -74,14 +118,9 @@ pub fn bootstrap(spec: &BootstrapSpec, network: &Network, dir: &Path) -> anyhow:
         cmd.arg(format!("--include={}", spec.packages.join(",")));
     }
     for repo in &spec.repos {
-        let signed_by = match &repo.key {
-            Some(key) => {
+        let signed_by = match (&repo.key, repo.key_extension()) {
+            (Some(key), Some(ext)) => {
                 std::fs::create_dir_all(&keys_dir)?;
-                let ext = if key.starts_with(b"-----BEGIN") {
-                    "asc"
-                } else {
-                    "gpg"
-                };
                 let host_key = keys_dir.join(format!("{}.{ext}", repo.name));
                 std::fs::write(&host_key, key)?;
                 let image_key = format!("/etc/apt/keyrings/osforge-{}.{ext}", repo.name);
@@ -96,14 +135,9 @@ pub fn bootstrap(spec: &BootstrapSpec, network: &Network, dir: &Path) -> anyhow:
                 ));
                 format!(" [signed-by={image_key}]")
             }
-            None => String::new(),
+            _ => String::new(),
         };
-        let line = format!(
-            "deb{signed_by} {} {} {}",
-            repo.uri,
-            repo.suite,
-            repo.components.join(" ")
-        );
+        let line = repo.apt_line(&signed_by);
         cmd.arg(format!(
             "--setup-hook=mkdir -p \"$1/etc/apt/sources.list.d\" && echo '{line}' > \"$1/etc/apt/sources.list.d/osforge-{}.list\"",
             repo.name
@@ -113,14 +147,7 @@ pub fn bootstrap(spec: &BootstrapSpec, network: &Network, dir: &Path) -> anyhow:
     if let Some(mirror) = &spec.mirror {
         cmd.arg(mirror);
     }
-    if let Some(proxy) = &network.proxy {
-        for var in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"] {
-            cmd.env(var, proxy);
-        }
-    }
-    if let Some(no_proxy) = &network.no_proxy {
-        cmd.env("no_proxy", no_proxy).env("NO_PROXY", no_proxy);
-    }
+    cmd.envs(network.environment());
     if let Some(epoch) = spec.source_date_epoch {
         cmd.env("SOURCE_DATE_EPOCH", epoch.to_string());
     }

@@ -3,4 +3,5 @@
 pub mod cleanup;
 pub mod output;
 pub mod progress;
+pub mod redact;
 pub mod size;
