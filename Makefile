@@ -77,8 +77,12 @@ ifeq ($(MAKELEVEL),0)
 $(foreach f,$(SKIP_FLAGS),$(if $($(f)),$(info $(f) is not needed: osforge's stage cache reuses unchanged stages by itself)))
 endif
 
+# The proxy goes to osforge in its environment (OSFORGE_PROXY), not on the
+# command line: a proxy URL may hold a password, and command lines are echoed
+# and visible to every user of the machine.
+proxy_env = $(if $(PROXY),OSFORGE_PROXY='$(subst ','\'',$(PROXY))')
 build_args = --output $(OUTPUT_DIR) \
-	$(if $(PROXY),--proxy $(PROXY) --no-proxy $(NO_PROXY)) \
+	$(if $(PROXY),--no-proxy $(NO_PROXY)) \
 	$(if $(MIRROR),--mirror $(MIRROR)) \
 	$(foreach v,$(VARS),--var '$(v)') \
 	$(if $(CMDLINE_APPEND),--cmdline-append '$(CMDLINE_APPEND)') \
@@ -101,7 +105,7 @@ help:
 	@echo '  clean         remove OUTPUT_DIR'
 	@echo 'Variables (now):'
 	@echo '  IMAGE_TYPE=$(IMAGE_TYPE) PROFILE=$(PROFILE) QCOW_BUNDLE=$(QCOW_BUNDLE) OUTPUT_DIR=$(OUTPUT_DIR)'
-	@echo '  VARS=$(VARS) CMDLINE_APPEND=$(CMDLINE_APPEND) MIRROR=$(MIRROR) PROXY=$(PROXY) NO_PROXY=$(NO_PROXY)'
+	@echo '  VARS=$(VARS) CMDLINE_APPEND=$(CMDLINE_APPEND) MIRROR=$(MIRROR) PROXY=$(if $(PROXY),(set)) NO_PROXY=$(NO_PROXY)'
 	@echo '  OSFORGE_CACHE_DIR=$(OSFORGE_CACHE_DIR) CONTAINER=$(CONTAINER)'
 	@echo '  DOCKER_REGISTRY=$(DOCKER_REGISTRY) IMAGE_PREFIX=$(IMAGE_PREFIX) IMAGE_NAME=$(IMAGE_NAME) IMAGE_TAG=$(IMAGE_TAG)'
 	@echo '  PUSH_IMAGE=$(PUSH_IMAGE) TLS_VERIFY=$(TLS_VERIFY) BASE_IMAGE=$(BASE_IMAGE) RUST_IMAGE=$(RUST_IMAGE)'
@@ -182,7 +186,7 @@ ifeq ($(IMAGE_TYPE),iso)
 		profile="$(OUTPUT_DIR)/airship-profiles/airship-ephemeral.yaml"; \
 	fi; \
 	echo "$(OSFORGE) build --profile $$profile --type iso $(strip $(build_args))"; \
-	$(OSFORGE) build --profile "$$profile" --type iso $(build_args)
+	$(proxy_env) $(OSFORGE) build --profile "$$profile" --type iso $(build_args)
 else ifeq ($(IMAGE_TYPE),qcow)
 	@set -e; \
 	airship_images() { \
@@ -203,7 +207,7 @@ else ifeq ($(IMAGE_TYPE),qcow)
 	test -n "$$profiles" || { echo "QCOW_BUNDLE=$$bundle: no profiles" >&2; exit 2; }; \
 	for profile in $$profiles; do \
 		echo "cut_image: $$profile -> $(OUTPUT_DIR)"; \
-		$(OSFORGE) build --profile "$$profile" --type qcow2 $(build_args); \
+		$(proxy_env) $(OSFORGE) build --profile "$$profile" --type qcow2 $(build_args); \
 	done
 else
 	$(error IMAGE_TYPE must be iso or qcow, not '$(IMAGE_TYPE)')

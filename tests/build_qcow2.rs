@@ -4,9 +4,10 @@
 //! file of a larger disk, a NoCloud seed (`cidata`) on a CD beside it. The
 //! seed's runcmd prints one marker line with what the host ended up as.
 //!
-//! The first run bootstraps two Debian trees with mmdebstrap (the profiles'
-//! package lists differ, so each gets its own; a few minutes each); the
-//! cache under `CARGO_TARGET_TMPDIR/osforge-cache` makes later runs reuse them.
+//! The first run bootstraps one Debian tree with mmdebstrap (base's; a few
+//! minutes) and installs qcow2-host's, control-plane's and data-plane's
+//! packages as layers on it; the cache under `CARGO_TARGET_TMPDIR/osforge-cache`
+//! makes later runs reuse them.
 
 mod support;
 
@@ -195,8 +196,9 @@ fn build(host: &Host, out: &Path, types: &str) -> (serde_json::Value, f64) {
 }
 
 /// The profiles built from the one cache directory: control-plane and
-/// data-plane side by side (different packages, so different cache
-/// entries), then the Secure Boot variant, which reuses control-plane's.
+/// data-plane side by side (one waits for the other's bootstrap and
+/// qcow2-host layer, then each builds its own layer), then the Secure Boot
+/// variant, which reuses control-plane's.
 fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
@@ -282,6 +284,26 @@ fn control_plane_and_data_plane_build_as_checksummed_qcow2_images() {
         }
         let report = &b.reports[host.profile];
         assert_eq!(report["hostname"], host.hostname);
+        // One bootstrap (base's) under every profile; each profile's own
+        // packages are a layer on qcow2-host's.
+        assert_eq!(
+            stage(report, "bootstrap")["label"],
+            "bootstrap base",
+            "{report}"
+        );
+        let layers: Vec<&serde_json::Value> = report["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["stage"] == "layer")
+            .collect();
+        assert_eq!(layers[0]["label"], "layer qcow2-host", "{report}");
+        assert_eq!(layers[0]["from"], "bootstrap base", "{report}");
+        assert_eq!(
+            stage(report, "configure")["from"],
+            layers.last().unwrap()["label"],
+            "{report}"
+        );
         for param in host.params {
             assert!(
                 report["kernel_cmdline"]

@@ -94,10 +94,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         cmdline_append: args.cmdline_append,
         host_files,
         mirror: args.mirror,
-        network: Network {
-            proxy: args.proxy,
-            no_proxy: args.no_proxy,
-        },
+        network: Network::from_environment(args.proxy, args.no_proxy),
         rebuild: args.rebuild,
         cache: Cache::new(args.cache_dir.unwrap_or_else(Cache::default_root)),
         jobs: pipeline::jobs_or_default(args.jobs),

@@ -113,7 +113,11 @@ impl WorkingContainer {
             log_path: log_path.to_path_buf(),
             placed: Vec::new(),
         };
-        container.place(POLICY_RC_D, b"#!/bin/sh\n# osforge: no services start while the image is built.\nexit 101\n", 0o755)?;
+        container.place(
+            POLICY_RC_D,
+            b"#!/bin/sh\n# osforge: no services start while the image is built.\nexit 101\n",
+            0o755,
+        )?;
         let resolv = fs::read("/etc/resolv.conf").unwrap_or_default();
         container.place(RESOLV_CONF, &resolv, 0o644)?;
         Ok(container)
@@ -147,12 +151,7 @@ impl WorkingContainer {
 
     /// Runs `script` with `/bin/sh -c` inside the container. Output goes to
     /// the log; each line is also passed to `echo` (for INFO-level commands).
-    pub fn run(
-        &self,
-        what: &str,
-        script: &str,
-        mut echo: impl FnMut(&str),
-    ) -> Result<(), Error> {
+    pub fn run(&self, what: &str, script: &str, mut echo: impl FnMut(&str)) -> Result<(), Error> {
         let mut log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -160,14 +159,26 @@ impl WorkingContainer {
             .map_err(io(&self.log_path))?;
         let _ = writeln!(log, "### osforge: {what}\n### $ {script}");
         let mut cmd = Command::new("unshare");
-        cmd.args(["--mount", "--pid", "--fork", "--kill-child", "--propagation", "private", "--", "/bin/sh", "-c", SETUP, "osforge-container"])
-            .arg(&self.root)
-            .arg(script)
-            .env_clear()
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.args([
+            "--mount",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--propagation",
+            "private",
+            "--",
+            "/bin/sh",
+            "-c",
+            SETUP,
+            "osforge-container",
+        ])
+        .arg(&self.root)
+        .arg(script)
+        .env_clear()
+        .envs(self.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
         let parent = std::process::id() as libc::pid_t;
         unsafe {
             cmd.pre_exec(move || {
@@ -233,7 +244,11 @@ fn saved_path(path: &Path) -> PathBuf {
 }
 
 /// Copies `from` into `to` line by line; returns the last non-empty line.
-fn copy_lines(from: impl std::io::Read, mut to: File, mut each: impl FnMut(&str)) -> Option<String> {
+fn copy_lines(
+    from: impl std::io::Read,
+    mut to: File,
+    mut each: impl FnMut(&str),
+) -> Option<String> {
     let mut last = None;
     for line in BufReader::new(from).split(b'\n') {
         let Ok(line) = line else { break };

@@ -1,11 +1,11 @@
 //! On-disk formats osforge writes itself. Each module is a library that knows
 //! nothing of profiles or the pipeline and writes to a file or `Write + Seek`.
 
-pub mod oci;
 pub mod ext4;
 pub mod fat;
 pub mod gpt;
 pub mod iso;
+pub mod oci;
 pub mod qcow2;
 pub mod squashfs;
 pub mod swap;

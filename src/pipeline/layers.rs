@@ -85,7 +85,13 @@ fn adds_only_to(child: &Profile, ancestor: &Profile) -> bool {
 }
 
 fn repo_identity(r: &profile::Repo) -> serde_json::Value {
-    serde_json::json!([r.name, r.uri, r.suite, r.components, r.key.as_ref().map(|k| &k.xxh3_128)])
+    serde_json::json!([
+        r.name,
+        r.uri,
+        r.suite,
+        r.components,
+        r.key.as_ref().map(|k| &k.xxh3_128)
+    ])
 }
 
 /// What `child` adds to `parent` (None: the bottom of the chain, where
@@ -95,7 +101,8 @@ fn additions(req: &BuildRequest, child: &Profile, parent: Option<&Profile>) -> L
     let all_repos: Vec<ExtraRepo> = plan::bootstrap_spec(child, None, None).repos;
     let (repos, packages, groups, cmds) = match parent {
         Some(parent) => {
-            let parent_repos: Vec<serde_json::Value> = parent.repos.iter().map(repo_identity).collect();
+            let parent_repos: Vec<serde_json::Value> =
+                parent.repos.iter().map(repo_identity).collect();
             let repos = child
                 .repos
                 .iter()
@@ -115,7 +122,12 @@ fn additions(req: &BuildRequest, child: &Profile, parent: Option<&Profile>) -> L
                 .filter(|g| !parent.package_groups.contains(g))
                 .map(|g| g.to_string())
                 .collect();
-            (repos, packages, groups, child.cmds[parent.cmds.len()..].to_vec())
+            (
+                repos,
+                packages,
+                groups,
+                child.cmds[parent.cmds.len()..].to_vec(),
+            )
         }
         None if child.source.is_bootstrap() => (
             Vec::new(),
@@ -161,14 +173,6 @@ pub(super) fn build_rootfs(
             continue;
         }
         current = build_layer(req, profile, &spec, &current, log, stages)?;
-    }
-    if chain.len() > 1 || current.label != format!("bootstrap {}", req.profile.name) {
-        log.info(&format!(
-            "rootfs: {} starts from {} [{}]",
-            req.profile.name,
-            current.label,
-            &current.key[..12]
-        ));
     }
     Ok(current)
 }
@@ -225,23 +229,32 @@ fn build_layer(
     let label = format!("layer {}", profile.name);
     let tar = parent.dir.join("rootfs.tar");
     let network = req.network.clone();
-    cached_stage(req, &key, &label, Some(parent), log, stages, |dir: &Path| {
-        let spinner = crate::util::progress::Bar::spinner(
-            &format!("layer {}: {}", profile.name, spec.summary()),
-            log.progress,
-        );
-        let result = layer::build(&tar, spec, &network, dir, |line| {
-            log.info(&format!("layer {}: {line}", profile.name))
-        });
-        spinner.finish();
-        let out = result.with_context(|| format!("building the layer of profile {}", profile.name))?;
-        let bytes = std::fs::metadata(&out)?.len();
-        Ok(format!(
-            "{} {} on {}: {}",
-            profile.name,
-            spec.summary(),
-            parent.label,
-            crate::util::size::human_bytes(bytes)
-        ))
-    })
+    cached_stage(
+        req,
+        &key,
+        &label,
+        Some(parent),
+        log,
+        stages,
+        |dir: &Path| {
+            let spinner = crate::util::progress::Bar::spinner(
+                &format!("layer {}: {}", profile.name, spec.summary()),
+                log.progress,
+            );
+            let result = layer::build(&tar, spec, &network, dir, |line| {
+                log.info(&format!("layer {}: {line}", profile.name))
+            });
+            spinner.finish();
+            let out = result
+                .with_context(|| format!("building the layer of profile {}", profile.name))?;
+            let bytes = std::fs::metadata(&out)?.len();
+            Ok(format!(
+                "{} {} on {}: {}",
+                profile.name,
+                spec.summary(),
+                parent.label,
+                crate::util::size::human_bytes(bytes)
+            ))
+        },
+    )
 }

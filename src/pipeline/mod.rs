@@ -505,49 +505,57 @@ fn make_squashfs(
     );
     let root = configured.dir.join("root");
     let jobs = req.jobs;
-    let out = cached_stage(req, &key, "squashfs", Some(configured), log, stages, |dir| {
-        let source = DirectorySource::scan_excluding(&root, true, &[b"boot/"])
-            .context("scanning the configured rootfs")?;
-        let bar = Arc::new(Bar::bytes("squashfs", source.total_bytes, log.progress));
-        let image = dir.join("filesystem.squashfs");
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&image)?;
-        let opts = squashfs::Options {
-            compression: s.compression,
-            level: Some(s.level),
-            block_size: s.block_size.0 as u32,
-            jobs,
-            mtime: req.source_date_epoch.map(|e| e.min(u32::MAX as u64) as u32),
-            ..squashfs::Options::default()
-        };
-        let mut writer =
-            SquashfsWriter::with_progress(file, opts, Arc::clone(&bar) as Arc<dyn Progress>)?;
-        let link_meta = squashfs::EntryMeta {
-            mode: 0o777,
-            uid: 0,
-            gid: 0,
-            mtime: req.source_date_epoch.unwrap_or(0) as i64,
-            xattrs: Vec::new(),
-        };
-        let result = source
-            .add_to(&mut writer)
-            .and_then(|()| {
-                writer.add_symlink(seed_link.as_bytes(), &link_meta, seed_target.as_bytes())
-            })
-            .and_then(|()| writer.finish());
-        bar.finish();
-        let summary = result?;
-        Ok(format!(
-            "{} {} from {} ({} inodes)",
-            summary.compression,
-            crate::util::size::human_bytes(summary.image_bytes),
-            crate::util::size::human_bytes(summary.bytes_in),
-            summary.inodes
-        ))
-    })?;
+    let out = cached_stage(
+        req,
+        &key,
+        "squashfs",
+        Some(configured),
+        log,
+        stages,
+        |dir| {
+            let source = DirectorySource::scan_excluding(&root, true, &[b"boot/"])
+                .context("scanning the configured rootfs")?;
+            let bar = Arc::new(Bar::bytes("squashfs", source.total_bytes, log.progress));
+            let image = dir.join("filesystem.squashfs");
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&image)?;
+            let opts = squashfs::Options {
+                compression: s.compression,
+                level: Some(s.level),
+                block_size: s.block_size.0 as u32,
+                jobs,
+                mtime: req.source_date_epoch.map(|e| e.min(u32::MAX as u64) as u32),
+                ..squashfs::Options::default()
+            };
+            let mut writer =
+                SquashfsWriter::with_progress(file, opts, Arc::clone(&bar) as Arc<dyn Progress>)?;
+            let link_meta = squashfs::EntryMeta {
+                mode: 0o777,
+                uid: 0,
+                gid: 0,
+                mtime: req.source_date_epoch.unwrap_or(0) as i64,
+                xattrs: Vec::new(),
+            };
+            let result = source
+                .add_to(&mut writer)
+                .and_then(|()| {
+                    writer.add_symlink(seed_link.as_bytes(), &link_meta, seed_target.as_bytes())
+                })
+                .and_then(|()| writer.finish());
+            bar.finish();
+            let summary = result?;
+            Ok(format!(
+                "{} {} from {} ({} inodes)",
+                summary.compression,
+                crate::util::size::human_bytes(summary.image_bytes),
+                crate::util::size::human_bytes(summary.bytes_in),
+                summary.inodes
+            ))
+        },
+    )?;
     Ok(out.dir.join("filesystem.squashfs"))
 }
 

@@ -40,8 +40,7 @@ pub(super) fn import(
             RootfsSource::Bootstrap => unreachable!("bootstraps are not imported"),
             RootfsSource::Tarball { path } => {
                 // tar reads any compression it knows from the content.
-                std::fs::copy(path, &tar)
-                    .with_context(|| format!("copying {}", path.display()))?;
+                std::fs::copy(path, &tar).with_context(|| format!("copying {}", path.display()))?;
                 format!("tarball {}", path.display())
             }
             RootfsSource::Directory { path } => {
@@ -68,10 +67,7 @@ pub(super) fn import(
                 );
                 spinner.finish();
                 let digest = result?;
-                format!(
-                    "image {} ({digest})",
-                    crate::util::redact::url(reference)
-                )
+                format!("image {} ({digest})", crate::util::redact::url(reference))
             }
         };
         let bytes = std::fs::metadata(&tar)?.len();
@@ -80,7 +76,10 @@ pub(super) fn import(
 }
 
 /// What identifies the source's content, for the cache key.
-fn identify(source: &RootfsSource, network: &crate::rootfs::Network) -> anyhow::Result<serde_json::Value> {
+fn identify(
+    source: &RootfsSource,
+    network: &crate::rootfs::Network,
+) -> anyhow::Result<serde_json::Value> {
     Ok(match source {
         RootfsSource::Bootstrap => serde_json::json!("bootstrap"),
         RootfsSource::Tarball { path } => {
@@ -129,7 +128,10 @@ fn tree_listing_digest(root: &Path) -> anyhow::Result<String> {
         bail!(
             "listing {}: {}",
             root.display(),
-            String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or("")
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .next()
+                .unwrap_or("")
         );
     }
     // find's order follows the directory's, which varies between copies.

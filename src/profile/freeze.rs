@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::disk::{ByteSize, Disk, LayoutError};
 use super::error::{KeyPath, ProfileError, SourceLocation};
+use super::layer::{RootfsSource, SourceDoc, SourceKind, classify_source};
 use super::load::{SearchPath, describe_dirs, locate, tidy};
 use super::model::{
     CloudInit, CmdlineTemplate, Distro, FileContents, ImageFile, Iso, Kernel, LoadedFile, OsConfig,
@@ -23,7 +24,6 @@ use super::schema::{
     CloudInitDoc, Component, CompressionDoc, Datasource, DiskDoc, DistroDoc, IsoDoc, KernelDoc,
     Locale, ProfileDoc, RepoDoc, Timezone, Variant, VolumeId,
 };
-use super::layer::{RootfsSource, SourceDoc, SourceKind, classify_source};
 use super::validate::{check_hostname, check_single_line, check_variable_name};
 use crate::formats::squashfs::{self, Compression};
 
@@ -171,14 +171,22 @@ pub(crate) fn freeze(
 }
 
 /// `source:` with its paths resolved against the profile that wrote it.
-fn freeze_source(doc: Option<&SourceDoc>, fz: &mut Freezer<'_>) -> Result<RootfsSource, ProfileError> {
+fn freeze_source(
+    doc: Option<&SourceDoc>,
+    fz: &mut Freezer<'_>,
+) -> Result<RootfsSource, ProfileError> {
     let Some(doc) = doc else {
         return Ok(RootfsSource::Bootstrap);
     };
     let at = path("source");
     let kind = classify_source(&doc.reference).map_err(|e| fz.error(&at, e))?;
-    if !matches!(kind, SourceKind::Image { .. }) && (doc.tls_verify.is_some() || doc.authfile.is_some()) {
-        return Err(fz.error(&at, "tls_verify and authfile only apply to container images"));
+    if !matches!(kind, SourceKind::Image { .. })
+        && (doc.tls_verify.is_some() || doc.authfile.is_some())
+    {
+        return Err(fz.error(
+            &at,
+            "tls_verify and authfile only apply to container images",
+        ));
     }
     let mut resolve = |relative: &str| -> Result<PathBuf, ProfileError> {
         let file = fz.locate_file(&at, relative)?;

@@ -224,7 +224,9 @@ mod tests {
         ));
         assert!(matches!(
             classify_source("oci:layout:1"),
-            Ok(SourceKind::Image { path: Some("layout") })
+            Ok(SourceKind::Image {
+                path: Some("layout")
+            })
         ));
         assert!(matches!(
             classify_source("tarball:root.tar.zst"),

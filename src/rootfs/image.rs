@@ -66,8 +66,8 @@ pub fn content_digest(
     match transport_path(reference) {
         Some(("oci", dir, tag)) => {
             let index = dir.join("index.json");
-            let bytes = std::fs::read(&index)
-                .with_context(|| format!("reading {}", index.display()))?;
+            let bytes =
+                std::fs::read(&index).with_context(|| format!("reading {}", index.display()))?;
             Ok(format!(
                 "oci:{}:{}",
                 xxhash_rust::xxh3::xxh3_128(&bytes),
@@ -126,8 +126,9 @@ pub fn pull_flat(
         }
     };
     let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
-    let summary = crate::formats::oci::flatten(&layout, tag.as_deref(), arch, std::io::BufWriter::new(file))
-        .with_context(|| format!("unpacking the layers of {}", redact::url(reference)))?;
+    let summary =
+        crate::formats::oci::flatten(&layout, tag.as_deref(), arch, std::io::BufWriter::new(file))
+            .with_context(|| format!("unpacking the layers of {}", redact::url(reference)))?;
     if layout.starts_with(scratch) {
         let _ = std::fs::remove_dir_all(&layout);
     }

@@ -36,9 +36,8 @@ impl LayerSpec {
     /// "+3 packages, 1 command", for the log.
     pub fn summary(&self) -> String {
         let mut parts = Vec::new();
-        let count = |n: usize, one: &str, many: &str| {
-            format!("{n} {}", if n == 1 { one } else { many })
-        };
+        let count =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
         if !self.repos.is_empty() {
             parts.push(count(self.repos.len(), "repository", "repositories"));
         }
@@ -46,7 +45,11 @@ impl LayerSpec {
             parts.push(count(self.packages.len(), "package", "packages"));
         }
         if !self.package_groups.is_empty() {
-            parts.push(count(self.package_groups.len(), "package group", "package groups"));
+            parts.push(count(
+                self.package_groups.len(),
+                "package group",
+                "package groups",
+            ));
         }
         if !self.cmds.is_empty() {
             parts.push(count(self.cmds.len(), "command", "commands"));
@@ -245,7 +248,12 @@ mod tests {
     #[test]
     fn apt_installs_packages_and_tasks_without_recommends_and_cleans_up() {
         let script = install_script(&spec()).unwrap();
-        assert!(script.contains("install -y --no-install-recommends 'numactl' 'o'\\''brien' 'ssh-server^'"), "{script}");
+        assert!(
+            script.contains(
+                "install -y --no-install-recommends 'numactl' 'o'\\''brien' 'ssh-server^'"
+            ),
+            "{script}"
+        );
         assert!(script.contains("rm -rf /var/lib/apt/lists/*"), "{script}");
         assert_eq!(spec().summary(), "+2 packages, +1 package group");
     }
@@ -255,7 +263,10 @@ mod tests {
         let mut s = spec();
         s.pkg_manager = PkgManager::Dnf;
         let script = install_script(&s).unwrap();
-        assert!(script.contains("dnf -y group install 'ssh-server'"), "{script}");
+        assert!(
+            script.contains("dnf -y group install 'ssh-server'"),
+            "{script}"
+        );
         assert!(script.contains("dnf clean all"), "{script}");
     }
 }

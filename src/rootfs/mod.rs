@@ -81,6 +81,22 @@ pub struct Network {
 }
 
 impl Network {
+    /// `--proxy`/`--no-proxy` when given, else the usual variables of the
+    /// environment osforge runs in (`https_proxy` first: mirrors and
+    /// registries are mostly HTTPS), so a build behind a proxy works as
+    /// curl and apt on the same shell would.
+    pub fn from_environment(proxy: Option<String>, no_proxy: Option<String>) -> Network {
+        let first = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+        };
+        Network {
+            proxy: proxy.or_else(|| first(&["https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"])),
+            no_proxy: no_proxy.or_else(|| first(&["no_proxy", "NO_PROXY"])),
+        }
+    }
+
     /// The variables that carry the proxy to apt, curl, skopeo and Ansible,
     /// in both spellings, since tools differ in which they read.
     pub fn environment(&self) -> Vec<(String, String)> {

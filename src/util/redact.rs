@@ -21,11 +21,7 @@ pub fn url(text: &str) -> String {
         // A lone token before @ is a credential too (https://TOKEN@host).
         "***".to_string()
     };
-    format!(
-        "{}{hidden}{}",
-        &text[..scheme_end + 3],
-        &rest[at..]
-    )
+    format!("{}{hidden}{}", &text[..scheme_end + 3], &rest[at..])
 }
 
 /// `text` with every occurrence of each secret replaced by `***`.
