@@ -214,7 +214,7 @@ fn cached_stage(
                 reason
             };
             log.info(&format!("{}: building ({why})", key.stage));
-            let (dir, detail) = req.cache.build(key, make)?;
+            let (dir, detail) = req.cache.build(key, Some(&req.profile.name), make)?;
             (dir, false, detail)
         }
     };
