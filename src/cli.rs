@@ -56,6 +56,8 @@ pub enum Command {
     Render(commands::render::Args),
     /// List the external tools osforge uses: found or not, version, what needs them.
     Doctor(commands::doctor::Args),
+    /// List the stage cache (`ls`), or make room in it (`prune`, `clear`) beside running builds.
+    Cache(commands::cache::Args),
     /// Write osforge profiles from an Airship image-builder manifests tree.
     ImportAirship(commands::import_airship::Args),
     /// Run as airshipctl's image-builder container: v1 environment and

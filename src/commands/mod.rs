@@ -4,6 +4,7 @@
 pub mod airship_builder;
 pub mod boot;
 pub mod build;
+pub mod cache;
 pub mod disk;
 pub mod doctor;
 pub mod fat;
@@ -32,6 +33,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Profiles(args) => profiles::run(args, &cli.global),
         Command::Render(args) => render::run(args, &cli.global),
         Command::Doctor(args) => doctor::run(args, &cli.global),
+        Command::Cache(args) => cache::run(args, &cli.global),
         Command::ImportAirship(args) => import_airship::run(args, &cli.global),
         Command::AirshipBuilder(args) => airship_builder::run(args, &cli.global),
     }

@@ -230,7 +230,11 @@ fn cached_stage(
                 .map(|f| format!(" on {} [{}]", f.label, &f.key[..12]))
                 .unwrap_or_default();
             log.info(&format!("{label}: building{on} ({why})"));
-            let (dir, detail) = req.cache.build(key, make)?;
+            // A layer's entry belongs to the profile it is the layer of.
+            let owner = label
+                .split_once(' ')
+                .map_or(req.profile.name.as_str(), |(_, profile)| profile);
+            let (dir, detail) = req.cache.build(key, Some(owner), make)?;
             (dir, false, detail)
         }
     };

@@ -1,6 +1,7 @@
 //! Small pieces shared by the commands and the pipeline.
 
 pub mod cleanup;
+pub mod duration;
 pub mod output;
 pub mod progress;
 pub mod redact;

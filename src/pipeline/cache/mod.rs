@@ -8,21 +8,45 @@
 //!
 //! An entry is built in a temporary directory next to its final place and
 //! renamed into place only when complete, so a failed or interrupted build
-//! never leaves an entry that a later build would trust.
+//! never leaves an entry that a later build would trust. Removal works the
+//! other way round: the entry is renamed out of sight, then deleted, so a
+//! build sees it whole or not at all (`prune.rs`; `lock.rs` says who may
+//! remove what while builds run).
+
+mod entry;
+mod error;
+mod lock;
+mod prune;
+#[cfg(test)]
+mod tests;
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::util::cleanup;
 
+pub use entry::Entry;
+pub use error::CacheError;
+pub use prune::{PrunePolicy, PruneReport, Removal, Rule, Stale};
+
+use lock::{Flock, LockFile, Mode};
+
 const MANIFEST: &str = "manifest.json";
+/// Name parts of an entry's temporary directories: `.<key>.tmp-*` while it
+/// is built, `.<key>.del-*` while it is removed.
+const TEMP_INFIX: &str = "tmp-";
+const DELETE_INFIX: &str = "del-";
 
 pub struct Cache {
     root: PathBuf,
+    /// Shared locks on the entries this handle handed out (hits and builds),
+    /// held until it is dropped: the build reads them until it ends.
+    in_use: Mutex<Vec<(PathBuf, Flock)>>,
 }
 
 /// A stage's identity: its name, its key and the manifest the key hashes.
@@ -46,8 +70,9 @@ impl StageKey {
     }
 }
 
+/// The exclusive build lock on one key ([`Cache::lock`]).
 pub struct KeyLock {
-    _file: fs::File,
+    _lock: Flock,
 }
 
 pub enum Lookup {
@@ -60,7 +85,10 @@ pub enum Lookup {
 
 impl Cache {
     pub fn new(root: PathBuf) -> Cache {
-        Cache { root }
+        Cache {
+            root,
+            in_use: Mutex::new(Vec::new()),
+        }
     }
 
     /// `$OSFORGE_CACHE_DIR`, else `$XDG_CACHE_HOME/osforge`, else `~/.cache/osforge`.
@@ -85,27 +113,23 @@ impl Cache {
 
     /// Holds an exclusive lock on one key until dropped: a second osforge
     /// building the same stage waits, then finds the entry made by the first.
-    pub fn lock(&self, key: &StageKey) -> anyhow::Result<KeyLock> {
-        use std::os::fd::AsRawFd;
+    pub fn lock(&self, key: &StageKey) -> Result<KeyLock, CacheError> {
         let stage_dir = self.root.join(key.stage);
-        fs::create_dir_all(&stage_dir).map_err(|e| io_context(e, &stage_dir))?;
-        let path = stage_dir.join(format!(".{}.lock", key.key));
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| io_context(e, &path))?;
-        // SAFETY: flock on a descriptor we own; released when the file closes.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(io_context(io::Error::last_os_error(), &path));
-        }
-        Ok(KeyLock { _file: file })
+        fs::create_dir_all(&stage_dir).map_err(CacheError::access(&stage_dir))?;
+        let path = LockFile::Build.path(&stage_dir, &key.key);
+        Ok(KeyLock {
+            _lock: lock::acquire(&path, Mode::Exclusive)?,
+        })
     }
 
+    /// A hit marks the entry used (for `osforge cache prune`) and keeps it
+    /// from removal while this Cache lives. Call it under [`Cache::lock`].
     pub fn lookup(&self, key: &StageKey) -> Lookup {
         let dir = self.entry_dir(key);
+        // An entry without its manifest is half-built or half-removed: a miss.
         if dir.join(MANIFEST).is_file() {
+            self.hold(key);
+            entry::mark_used(&dir);
             return Lookup::Hit(dir);
         }
         Lookup::Miss {
@@ -113,11 +137,40 @@ impl Cache {
         }
     }
 
+    /// Takes the key's shared use lock for the life of this Cache. Best
+    /// effort: the key lock the caller holds already keeps removals away
+    /// while the stage runs, and a hit must not fail for want of a lock file.
+    fn hold(&self, key: &StageKey) {
+        let path = LockFile::Use.path(&self.root.join(key.stage), &key.key);
+        if let Ok(lock) = lock::acquire(&path, Mode::Shared) {
+            let mut held = self.in_use.lock().unwrap_or_else(|e| e.into_inner());
+            held.push((self.entry_dir(key), lock));
+        }
+    }
+
+    /// Lists the complete entries, by stage, most recently used first.
+    pub fn list(&self) -> Result<Vec<Entry>, CacheError> {
+        let mut entries: Vec<Entry> = entry::scan(&self.root)?
+            .iter()
+            .filter_map(|k| k.to_entry())
+            .collect();
+        entries.sort_by(|a, b| {
+            (&a.stage, std::cmp::Reverse(a.last_used), &a.key).cmp(&(
+                &b.stage,
+                std::cmp::Reverse(b.last_used),
+                &b.key,
+            ))
+        });
+        Ok(entries)
+    }
+
     /// Compares the wanted manifest with the newest entry of the same stage.
     fn explain_miss(&self, key: &StageKey) -> String {
         let stage_dir = self.root.join(key.stage);
         let newest = fs::read_dir(&stage_dir).ok().and_then(|rd| {
             rd.filter_map(|e| e.ok())
+                // Hidden names are temporaries: being built or removed.
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
                 .filter(|e| e.path().join(MANIFEST).is_file())
                 .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
         });
@@ -144,28 +197,34 @@ impl Cache {
     }
 
     /// Builds an entry with `make` (which fills the directory it is given) and
-    /// moves it into place. On error nothing is left behind.
+    /// moves it into place, recording `profile` beside it (for `osforge cache
+    /// ls`; it is not part of the key). On error nothing is left behind. Like
+    /// a hit, the new entry is kept from removal while this Cache lives.
     pub fn build<T>(
         &self,
         key: &StageKey,
+        profile: Option<&str>,
         make: impl FnOnce(&Path) -> anyhow::Result<T>,
     ) -> anyhow::Result<(PathBuf, T)> {
         let stage_dir = self.root.join(key.stage);
-        fs::create_dir_all(&stage_dir).map_err(|e| io_context(e, &stage_dir))?;
+        fs::create_dir_all(&stage_dir).map_err(CacheError::access(&stage_dir))?;
         let temp = tempfile::Builder::new()
-            .prefix(&format!(".{}.tmp-", key.key))
-            .tempdir_in(&stage_dir)?;
+            .prefix(&format!(".{}.{TEMP_INFIX}", key.key))
+            .tempdir_in(&stage_dir)
+            .map_err(CacheError::access(&stage_dir))?;
         let temp_path = temp.path().to_path_buf();
         cleanup::register(&temp_path);
         let result = make(&temp_path);
         let outcome = result.and_then(|value| {
             let manifest = serde_json::to_vec_pretty(&key.manifest)?;
             fs::write(temp_path.join(MANIFEST), manifest)?;
+            entry::write_record(&temp_path, profile)?;
             let final_dir = self.entry_dir(key);
             if final_dir.exists() {
                 remove_tree(&final_dir)?;
             }
-            fs::rename(&temp_path, &final_dir).map_err(|e| io_context(e, &final_dir))?;
+            fs::rename(&temp_path, &final_dir).map_err(CacheError::access(&final_dir))?;
+            self.hold(key);
             Ok((final_dir, value))
         });
         cleanup::unregister(&temp_path);
@@ -177,14 +236,22 @@ impl Cache {
         outcome
     }
 
-    /// Removes an entry (for `--rebuild`).
-    pub fn evict(&self, key: &StageKey) -> io::Result<()> {
+    /// Removes an entry (for `--rebuild`), once no other build uses it; call
+    /// it under [`Cache::lock`].
+    pub fn evict(&self, key: &StageKey) -> Result<(), CacheError> {
         let dir = self.entry_dir(key);
+        // Our own shared lock would make the wait below endless.
+        self.in_use
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(held, _)| *held != dir);
+        let stage_dir = self.root.join(key.stage);
+        let _users_gone =
+            lock::acquire(&LockFile::Use.path(&stage_dir, &key.key), Mode::Exclusive)?;
         if dir.exists() {
-            remove_tree(&dir)
-        } else {
-            Ok(())
+            prune::remove_out_of_sight(&dir, &key.key)?;
         }
+        Ok(())
     }
 }
 
@@ -200,10 +267,6 @@ fn remove_tree(path: &Path) -> io::Result<()> {
             fs::remove_dir_all(path)
         }
     }
-}
-
-fn io_context(e: io::Error, path: &Path) -> anyhow::Error {
-    anyhow::Error::new(e).context(format!("cache directory {}", path.display()))
 }
 
 fn diff_values(
@@ -245,58 +308,4 @@ fn diff_values(
 
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_depend_on_inputs_not_on_key_order() {
-        let a = StageKey::new("s", &serde_json::json!({"x": 1, "y": [1, 2]}));
-        let b = StageKey::new("s", &serde_json::json!({"y": [1, 2], "x": 1}));
-        let c = StageKey::new("s", &serde_json::json!({"x": 2, "y": [1, 2]}));
-        assert_eq!(a.key, b.key);
-        assert_ne!(a.key, c.key);
-    }
-
-    #[test]
-    fn a_failed_build_leaves_no_entry_and_a_miss_names_what_changed() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::new(dir.path().to_path_buf());
-        let first = StageKey::new(
-            "rootfs",
-            &serde_json::json!({"packages": ["a"], "suite": "bookworm"}),
-        );
-        assert!(
-            cache
-                .build(&first, |_| -> anyhow::Result<()> {
-                    anyhow::bail!("mmdebstrap failed")
-                })
-                .is_err()
-        );
-        assert!(matches!(cache.lookup(&first), Lookup::Miss { .. }));
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("rootfs"))
-                .unwrap()
-                .count(),
-            0,
-            "no temporary left"
-        );
-
-        let (path, ()) = cache
-            .build(&first, |d| Ok(std::fs::write(d.join("out"), b"x")?))
-            .unwrap();
-        assert!(path.join("out").is_file());
-        assert!(matches!(cache.lookup(&first), Lookup::Hit(_)));
-
-        let second = StageKey::new(
-            "rootfs",
-            &serde_json::json!({"packages": ["a", "b"], "suite": "bookworm"}),
-        );
-        match cache.lookup(&second) {
-            Lookup::Miss { reason } => assert!(reason.contains("packages"), "{reason}"),
-            Lookup::Hit(_) => panic!("different inputs must miss"),
-        }
-    }
 }
