@@ -5,6 +5,7 @@
 //! also usable on its own (`osforge squashfs`, ...), the way mkfs tools are.
 
 pub mod airship;
+pub mod ansible;
 pub mod artifacts;
 pub mod boot;
 pub mod cli;

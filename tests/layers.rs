@@ -61,7 +61,11 @@ fn make_cut_image_qcow_bootstraps_once_and_builds_one_layer_per_profile() {
     let cold_seconds = started.elapsed().as_secs_f64();
     eprintln!("cold make cut_image IMAGE_TYPE=qcow: {cold_seconds:.0} s\n{cold}");
     assert_eq!(count(&cold, "bootstrap base: building"), 1, "{cold}");
-    assert_eq!(count(&cold, "bootstrap base: reused"), 1, "data-plane's: {cold}");
+    assert_eq!(
+        count(&cold, "bootstrap base: reused"),
+        1,
+        "data-plane's: {cold}"
+    );
     assert_eq!(
         count(&cold, "layer qcow2-host: building on bootstrap base"),
         1,

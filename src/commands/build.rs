@@ -76,6 +76,14 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
                 "osforge: note: --var {var} is used in the OS configuration ({key}): the configure stage and those after it are built for each value"
             );
         }
+        // The playbooks get every profile variable, so each is in their keys.
+        if profile.ansible.is_some() && !args.vars.is_empty() {
+            let names: Vec<&str> = args.vars.iter().map(|(k, _)| k.as_str()).collect();
+            eprintln!(
+                "osforge: note: --var {} reaches the ansible playbooks (they get the profile's variables): the ansible stages and those after them are built for each value",
+                names.join(", --var ")
+            );
+        }
     }
     let host_files =
         profile::HostFiles::load(args.network_data.as_deref(), args.user_data.as_deref())

@@ -17,6 +17,7 @@
 //! by [`WorkingContainer::close`]. A proxy reaches the commands through the
 //! environment only, so it is never written into the image.
 
+use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
@@ -50,11 +51,14 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-/// Mounts what package managers and maintainer scripts need, then runs the
-/// command given as "$2" with `sh -c` in the tree "$1". `set -e`: a mount that
-/// fails stops the run before anything touches the tree.
+/// Mounts what package managers and maintainer scripts need over the tree
+/// "$1", then runs the command given as "$2" with `sh -c` chrooted in it, or,
+/// when "$2" is `--host`, the build host's program and arguments that follow
+/// (not chrooted). `set -e`: a mount that fails stops the run before anything
+/// touches the tree.
 const SETUP: &str = r#"set -e
 r=$1
+shift
 mount -t proc proc "$r/proc"
 mount -t sysfs -o ro sysfs "$r/sys" 2>/dev/null || true
 mount -t tmpfs -o mode=0755,nosuid dev "$r/dev"
@@ -72,7 +76,11 @@ ln -s /proc/self/fd/2 "$r/dev/stderr"
 mount -t tmpfs tmpfs "$r/dev/shm"
 mount -t tmpfs -o mode=0755 run "$r/run"
 mount -t tmpfs -o mode=1777 tmp "$r/tmp"
-exec chroot "$r" /bin/sh -c "$2"
+if [ "$1" = --host ]; then
+  shift
+  exec "$@"
+fi
+exec chroot "$r" /bin/sh -c "$1"
 "#;
 
 const POLICY_RC_D: &str = "usr/sbin/policy-rc.d";
@@ -104,7 +112,7 @@ impl WorkingContainer {
             ("DEBCONF_NONINTERACTIVE_SEEN".into(), "true".into()),
         ];
         env.extend(network.environment());
-        if let Some(epoch) = std::env::var("SOURCE_DATE_EPOCH").ok() {
+        if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
             env.push(("SOURCE_DATE_EPOCH".into(), epoch));
         }
         let mut container = WorkingContainer {
@@ -151,13 +159,46 @@ impl WorkingContainer {
 
     /// Runs `script` with `/bin/sh -c` inside the container. Output goes to
     /// the log; each line is also passed to `echo` (for INFO-level commands).
-    pub fn run(&self, what: &str, script: &str, mut echo: impl FnMut(&str)) -> Result<(), Error> {
-        let mut log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)
-            .map_err(io(&self.log_path))?;
-        let _ = writeln!(log, "### osforge: {what}\n### $ {script}");
+    pub fn run(&self, what: &str, script: &str, echo: impl FnMut(&str)) -> Result<(), Error> {
+        let mut cmd = self.command();
+        cmd.arg(script);
+        self.spawn_logged(what, &format!("$ {script}"), cmd, echo)
+    }
+
+    /// Runs a program of the build host, not of the image, in the container's
+    /// namespaces: the tree's mounts are set up as for [`run`](Self::run), but
+    /// nothing is chrooted. For tools that reach into the tree themselves, as
+    /// ansible-playbook does through its chroot connection: they run from the
+    /// host with their own Python and files, and what they start in the tree
+    /// finds /proc, /dev and /run there. `env` is added to the container's
+    /// environment, whose PATH and HOME are the build host's here (where the
+    /// program and its user files are found); the program starts in `cwd`.
+    pub fn run_host(
+        &self,
+        what: &str,
+        argv: &[OsString],
+        env: &[(String, String)],
+        cwd: &Path,
+        echo: impl FnMut(&str),
+    ) -> Result<(), Error> {
+        let mut cmd = self.command();
+        cmd.arg("--host").args(argv).current_dir(cwd);
+        for var in ["PATH", "HOME"] {
+            if let Some(value) = std::env::var_os(var) {
+                cmd.env(var, value);
+            }
+        }
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
+        let shown: Vec<String> = argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        self.spawn_logged(what, &format!("$ (host) {}", shown.join(" ")), cmd, echo)
+    }
+
+    /// `unshare` with the setup script and the tree, in the container's
+    /// environment; the caller adds what runs.
+    fn command(&self) -> Command {
         let mut cmd = Command::new("unshare");
         cmd.args([
             "--mount",
@@ -173,12 +214,29 @@ impl WorkingContainer {
             "osforge-container",
         ])
         .arg(&self.root)
-        .arg(script)
         .env_clear()
         .envs(self.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+        cmd
+    }
+
+    /// Runs `cmd`, appending its output to the log after a header naming
+    /// `what` and `shown`; stdout lines also go to `echo`.
+    fn spawn_logged(
+        &self,
+        what: &str,
+        shown: &str,
+        mut cmd: Command,
+        mut echo: impl FnMut(&str),
+    ) -> Result<(), Error> {
+        let mut log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .map_err(io(&self.log_path))?;
+        let _ = writeln!(log, "### osforge: {what}\n### {shown}");
         let parent = std::process::id() as libc::pid_t;
         unsafe {
             cmd.pre_exec(move || {

@@ -1,4 +1,4 @@
-//! The build pipeline: profile → rootfs → configure → artifacts → publish.
+//! The build pipeline: profile → rootfs → configure → ansible → artifacts → publish.
 //!
 //! [`build_image`] reads as the recipe. Each stage takes a small typed input
 //! ([`plan`] translates the profile), and the expensive ones are cached by a
@@ -9,6 +9,7 @@
 //! ([`crate::manifest`]). Everything the user got wrong (profile, templates,
 //! command line) is found before the first stage runs.
 
+mod ansible;
 pub mod cache;
 mod layers;
 pub mod plan;
@@ -176,8 +177,10 @@ pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport>
     let mut stages = Vec::new();
     let host = render_host(req)?;
     check_disk_inputs(req)?;
+    let playbooks = ansible::prepare(req)?;
     let rootfs = layers::build_rootfs(req, log, &mut stages)?;
     let configured = configure_os(req, &rootfs, log, &mut stages)?;
+    let configured = ansible::run_playbooks(req, playbooks.as_ref(), configured, log, &mut stages)?;
     let packages = list_packages(&configured, log)?;
     let artifacts = make_artifacts(req, &host, &configured, log, &mut stages)?;
     write_checksums(&artifacts)?;

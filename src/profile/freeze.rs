@@ -54,7 +54,7 @@ fn path(text: &str) -> KeyPath {
 
 impl Freezer<'_> {
     /// An error at the node on `at` (or at the leaf file if no file wrote it).
-    fn error(&self, at: &KeyPath, message: impl Into<String>) -> ProfileError {
+    pub(super) fn error(&self, at: &KeyPath, message: impl Into<String>) -> ProfileError {
         let (location, local) = locate(self.tree, at, self.leaf);
         ProfileError::invalid(location, local, message)
     }
@@ -68,7 +68,7 @@ impl Freezer<'_> {
     }
 
     /// The directory of the file that wrote the node at `at`, for relative paths.
-    fn base_dir(&self, at: &KeyPath) -> PathBuf {
+    pub(super) fn base_dir(&self, at: &KeyPath) -> PathBuf {
         let (node, _) = self.tree.lookup(at);
         node.origin
             .file
@@ -79,7 +79,11 @@ impl Freezer<'_> {
 
     /// The file `relative` names, from the directory of the profile that wrote
     /// `at`; it must stay inside that folder.
-    fn locate_file(&self, at: &KeyPath, relative: &str) -> Result<PathBuf, ProfileError> {
+    pub(super) fn locate_file(
+        &self,
+        at: &KeyPath,
+        relative: &str,
+    ) -> Result<PathBuf, ProfileError> {
         let base = self.base_dir(at);
         let file = tidy(&base.join(relative));
         // Profiles are input from others (a site repo, a bundle): a path must
@@ -125,7 +129,7 @@ impl Freezer<'_> {
         Ok(LoadedFile::new(file, contents))
     }
 
-    fn note_source(&mut self, file: PathBuf) {
+    pub(super) fn note_source(&mut self, file: PathBuf) {
         if !self.sources.contains(&file) {
             self.sources.push(file);
         }
@@ -147,6 +151,7 @@ pub(crate) fn freeze(
     let iso = freeze_iso(doc.iso, cloud_init.datasource, fz)?;
     let disk = doc.disk.map(|d| freeze_disk(d, fz)).transpose()?;
     let source = freeze_source(doc.source.as_ref(), fz)?;
+    let ansible = super::ansible::freeze_ansible(doc.ansible, fz)?;
     Ok(Profile {
         name: fz.name.to_string(),
         path: fz.leaf.to_path_buf(),
@@ -161,6 +166,7 @@ pub(crate) fn freeze(
         package_groups: doc.package_groups,
         cmds: doc.cmds,
         lineage: fz.lineage.clone(),
+        ansible,
         os,
         os_templates: Vec::new(),
         kernel,
@@ -188,12 +194,13 @@ fn freeze_source(
             "tls_verify and authfile only apply to container images",
         ));
     }
-    let mut resolve = |relative: &str| -> Result<PathBuf, ProfileError> {
+    let resolve = |relative: &str| -> Result<PathBuf, ProfileError> {
         let file = fz.locate_file(&at, relative)?;
         if !file.exists() {
             return Err(fz.error(&at, format!("{} does not exist", file.display())));
         }
-        fz.note_source(file.clone());
+        // Not a source file of the manifest: the source stage's key holds its
+        // content digest, and a tree or an auth.json is not hashed as a file.
         Ok(file)
     };
     Ok(match kind {

@@ -27,6 +27,8 @@ pub struct SearchPath {
     pub profile_dirs: Vec<PathBuf>,
     /// Searched in order for template names.
     pub template_dirs: Vec<PathBuf>,
+    /// Searched in order for playbook and inventory names (`ansible:`).
+    pub playbook_dirs: Vec<PathBuf>,
     /// Whether files a profile names (`source:`, `key_file`) may lie outside
     /// the folder of the profile that names them.
     pub allow_files_outside: bool,
@@ -38,6 +40,10 @@ impl SearchPath {
     /// A colon-separated list of template directories searched before the
     /// `templates/` directory beside each profile directory.
     pub const TEMPLATE_PATH_ENV: &'static str = "OSFORGE_TEMPLATE_PATH";
+    /// A colon-separated list of directories searched for playbook and
+    /// inventory names before the `playbooks/` directory beside each profile
+    /// directory.
+    pub const PLAYBOOK_PATH_ENV: &'static str = "OSFORGE_PLAYBOOK_PATH";
     /// `1`: profiles may name files outside their own folder.
     pub const ALLOW_OUTSIDE_ENV: &'static str = "OSFORGE_ALLOW_FILES_OUTSIDE";
 
@@ -56,17 +62,22 @@ impl SearchPath {
         let mut profile_dirs = split(Self::PROFILE_PATH_ENV);
         profile_dirs.push(PathBuf::from("profiles"));
         let mut search = SearchPath::new(profile_dirs, split(Self::TEMPLATE_PATH_ENV));
+        search
+            .playbook_dirs
+            .splice(0..0, split(Self::PLAYBOOK_PATH_ENV));
         search.allow_files_outside =
             std::env::var_os(Self::ALLOW_OUTSIDE_ENV).is_some_and(|v| v == "1");
         search
     }
 
     /// Profile directories as given; template directories as given, then the
-    /// `templates/` beside each profile directory.
+    /// `templates/` beside each profile directory; the `playbooks/` beside
+    /// each profile directory.
     pub fn new(profile_dirs: Vec<PathBuf>, template_dirs: Vec<PathBuf>) -> Self {
         let mut search = SearchPath {
             profile_dirs: Vec::new(),
             template_dirs,
+            playbook_dirs: Vec::new(),
             allow_files_outside: false,
         };
         for dir in profile_dirs {
@@ -75,23 +86,21 @@ impl SearchPath {
         search
     }
 
-    /// Adds a profile directory (and its sibling `templates/`), first or last.
+    /// Adds a profile directory (and its sibling `templates/` and
+    /// `playbooks/`), first or last.
     pub(crate) fn add_profile_dir(&mut self, dir: PathBuf, first: bool) {
-        let templates = sibling_templates(&dir);
-        if !self.template_dirs.contains(&templates) {
-            if first {
-                self.template_dirs.insert(0, templates);
-            } else {
-                self.template_dirs.push(templates);
+        let add = |dirs: &mut Vec<PathBuf>, dir: PathBuf| {
+            if !dirs.contains(&dir) {
+                if first {
+                    dirs.insert(0, dir);
+                } else {
+                    dirs.push(dir);
+                }
             }
-        }
-        if !self.profile_dirs.contains(&dir) {
-            if first {
-                self.profile_dirs.insert(0, dir);
-            } else {
-                self.profile_dirs.push(dir);
-            }
-        }
+        };
+        add(&mut self.template_dirs, sibling(&dir, "templates"));
+        add(&mut self.playbook_dirs, sibling(&dir, "playbooks"));
+        add(&mut self.profile_dirs, dir);
     }
 
     pub(crate) fn describe_profile_dirs(&self) -> String {
@@ -99,10 +108,11 @@ impl SearchPath {
     }
 }
 
-fn sibling_templates(profile_dir: &Path) -> PathBuf {
+/// `templates/` or `playbooks/` beside a profile directory.
+fn sibling(profile_dir: &Path, name: &str) -> PathBuf {
     match profile_dir.parent() {
-        Some(parent) => parent.join("templates"),
-        None => PathBuf::from("templates"),
+        Some(parent) => parent.join(name),
+        None => PathBuf::from(name),
     }
 }
 

@@ -24,6 +24,7 @@
 //! `validate` (single values), `disk`, `cmdline`, `freeze` (whole-profile checks),
 //! `model` (the frozen profile), `render` (per-host output).
 
+mod ansible;
 mod cmdline;
 mod de;
 mod disk;
@@ -41,6 +42,7 @@ mod render;
 mod schema;
 mod validate;
 
+pub use ansible::{Ansible, Playbook};
 pub use cmdline::{KernelCmdline, MAX_CMDLINE_BYTES, check_param, split_params};
 pub use disk::{
     ByteSize, Disk, DiskCompression, Filesystem, LayoutError, Partition, PartitionSize,

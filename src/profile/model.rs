@@ -52,6 +52,9 @@ pub struct Profile {
     /// The profile files merged into this one, ancestors first, this one last:
     /// the ancestors' built root filesystems are the layers this one can start from.
     pub lineage: Vec<PathBuf>,
+    /// Playbooks run on the configured image (`ansible:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ansible: Option<super::ansible::Ansible>,
     pub os: OsConfig,
     /// The OS values that were templates, rendered into `os` with the variables.
     #[serde(skip_serializing_if = "Vec::is_empty")]

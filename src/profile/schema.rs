@@ -23,6 +23,7 @@
 //! packages: [linux-image-amd64]
 //! source: bootstrap                 # or docker://REF, oci-archive:FILE, tarball:FILE, dir:PATH (see layer.rs)
 //! pkg_manager: apt                  # or dnf; package_groups: [], cmds: ["shell command", {cmd, loglevel}]
+//! ansible: {playbooks: [a.yml], inventory, groups, verbosity, extra_vars}  # see ansible.rs
 //! hostname: debian                  # required; locale: C.UTF-8, timezone: Etc/UTC by default
 //! users: [{name, uid, groups, shell, ssh_authorized_keys, password_hash, sudo}]
 //! sysctl: {vm.swappiness: 10}
@@ -719,6 +720,7 @@ pub(crate) struct ProfileDoc {
     pub pkg_manager: Option<super::layer::PkgManager>,
     pub package_groups: Vec<Package>,
     pub cmds: Vec<super::layer::Cmd>,
+    pub ansible: Option<super::ansible::AnsibleDoc>,
     pub hostname: Option<Hostname>,
     pub locale: Option<Locale>,
     pub timezone: Option<Timezone>,

@@ -92,7 +92,8 @@ impl Network {
                 .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
         };
         Network {
-            proxy: proxy.or_else(|| first(&["https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"])),
+            proxy: proxy
+                .or_else(|| first(&["https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"])),
             no_proxy: no_proxy.or_else(|| first(&["no_proxy", "NO_PROXY"])),
         }
     }

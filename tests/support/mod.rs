@@ -110,6 +110,16 @@ pub fn mmdebstrap_root(
 /// versions do not matter, so later runs skip the download. Written under a
 /// temporary name and renamed, so an interrupted run leaves no half tarball.
 pub fn mmdebstrap_tar_cached(name: &str, variant: &str) -> Result<PathBuf, String> {
+    mmdebstrap_tar_cached_with(name, variant, &[])
+}
+
+/// [`mmdebstrap_tar_cached`] with more mmdebstrap options (`--include=...`,
+/// hooks); the name must change when they do.
+pub fn mmdebstrap_tar_cached_with(
+    name: &str,
+    variant: &str,
+    options: &[&str],
+) -> Result<PathBuf, String> {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
     let tar = dir.join("rootfs.tar");
     if tar.is_file() {
@@ -123,8 +133,9 @@ pub fn mmdebstrap_tar_cached(name: &str, variant: &str) -> Result<PathBuf, Strin
             "--mode=unshare",
             "--format=tar",
             &format!("--variant={variant}"),
-            "bookworm",
         ])
+        .args(options)
+        .arg("bookworm")
         .arg(&partial)
         .output()
         .map_err(|e| format!("cannot run mmdebstrap (apt-get install mmdebstrap uidmap): {e}"))?;
