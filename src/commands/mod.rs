@@ -62,3 +62,12 @@ pub(crate) fn finish_image<S: serde::Serialize>(
     }
     Ok(())
 }
+
+/// Why a path the user gave cannot be used, in the words of `ls`.
+pub(crate) fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}

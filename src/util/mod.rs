@@ -4,3 +4,4 @@ pub mod cleanup;
 pub mod output;
 pub mod progress;
 pub mod size;
+pub mod time;
