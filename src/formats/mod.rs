@@ -6,6 +6,7 @@ pub mod ext4;
 pub mod fat;
 pub mod gpt;
 pub mod iso;
+pub mod oci;
 pub mod qcow2;
 pub mod squashfs;
 pub mod swap;
