@@ -10,6 +10,7 @@ pub mod fat;
 pub mod import_airship;
 pub mod inspect;
 pub mod iso;
+pub mod oci;
 pub mod profiles;
 pub mod qcow2;
 pub mod render;
@@ -27,6 +28,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Squashfs(args) => squashfs::run(args, &cli.global),
         Command::Iso(args) => iso::run(args, &cli.global),
         Command::Fat(args) => fat::run(args, &cli.global),
+        Command::Oci(args) => oci::run(args, &cli.global),
         Command::Inspect(args) => inspect::run(args, &cli.global),
         Command::Verify(args) => verify::run(args, &cli.global),
         Command::Profiles(args) => profiles::run(args, &cli.global),
