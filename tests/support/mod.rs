@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod guest;
+pub mod oci_layout;
 pub mod qemu;
 pub mod registry;
 pub mod tree;
