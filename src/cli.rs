@@ -46,6 +46,8 @@ pub enum Command {
     Iso(commands::iso::Args),
     /// Write a FAT12/16/32 image from a directory.
     Fat(commands::fat::Args),
+    /// OCI images: write a tree as a single-layer oci-archive, or flatten an image layout into one tar.
+    Oci(commands::oci::Args),
     /// Show what is in an ISO, qcow2, raw disk or squashfs (partitions, boot, files).
     Inspect(commands::inspect::Args),
     /// Check an artifact against its manifest (size, sha256) and its structure (tables, filesystems, boot catalog).

@@ -68,7 +68,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     match std::fs::metadata(&args.staging) {
         Ok(md) if md.is_dir() => {}
         Ok(_) => bail_input!("staging {}: not a directory", args.staging.display()),
-        Err(e) => bail_input!("staging {}: {}", args.staging.display(), io_reason(&e)),
+        Err(e) => bail_input!(
+            "staging {}: {}",
+            args.staging.display(),
+            super::io_reason(&e)
+        ),
     }
     for (flag, path) in [
         ("--bios-image", &args.bios_image),
@@ -190,12 +194,4 @@ fn prepare_boot(args: &Args, iso: &IsoImage, bios: bool, uefi: bool) -> anyhow::
         });
     }
     Ok(boot)
-}
-
-fn io_reason(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file or directory".into(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
-        _ => e.to_string(),
-    }
 }

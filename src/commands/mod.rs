@@ -11,6 +11,7 @@ pub mod fat;
 pub mod import_airship;
 pub mod inspect;
 pub mod iso;
+pub mod oci;
 pub mod profiles;
 pub mod qcow2;
 pub mod render;
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Squashfs(args) => squashfs::run(args, &cli.global),
         Command::Iso(args) => iso::run(args, &cli.global),
         Command::Fat(args) => fat::run(args, &cli.global),
+        Command::Oci(args) => oci::run(args, &cli.global),
         Command::Inspect(args) => inspect::run(args, &cli.global),
         Command::Verify(args) => verify::run(args, &cli.global),
         Command::Profiles(args) => profiles::run(args, &cli.global),
@@ -63,4 +65,13 @@ pub(crate) fn finish_image<S: serde::Serialize>(
         eprintln!("osforge: {}", line(seconds));
     }
     Ok(())
+}
+
+/// Why a path the user gave cannot be used, in the words of `ls`.
+pub(crate) fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
 }

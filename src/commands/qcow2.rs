@@ -76,7 +76,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     } else {
         let md = match std::fs::metadata(&args.input) {
             Ok(md) => md,
-            Err(e) => bail_input!("input {}: {}", args.input.display(), io_reason(&e)),
+            Err(e) => bail_input!("input {}: {}", args.input.display(), super::io_reason(&e)),
         };
         if md.is_dir() {
             bail_input!(
@@ -128,12 +128,4 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     };
     super::finish_image(output, &summary, started, global, report_line)?;
     Ok(())
-}
-
-fn io_reason(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file or directory".into(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
-        _ => e.to_string(),
-    }
 }

@@ -102,7 +102,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     } else {
         let md = match std::fs::metadata(&args.src) {
             Ok(md) => md,
-            Err(e) => bail_input!("source {}: {}", args.src.display(), io_reason(&e)),
+            Err(e) => bail_input!("source {}: {}", args.src.display(), super::io_reason(&e)),
         };
         if md.is_dir() {
             Input::Directory(
@@ -190,13 +190,5 @@ fn input_or_failure(e: squashfs::Error) -> anyhow::Error {
             anyhow::Error::new(crate::error::InputError(e.to_string()))
         }
         other => other.into(),
-    }
-}
-
-fn io_reason(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file or directory".into(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
-        _ => e.to_string(),
     }
 }

@@ -1,6 +1,7 @@
 //! On-disk formats osforge writes itself. Each module is a library that knows
 //! nothing of profiles or the pipeline and writes to a file or `Write + Seek`.
 
+pub mod dirtree;
 pub mod ext4;
 pub mod fat;
 pub mod gpt;

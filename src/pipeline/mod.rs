@@ -12,6 +12,7 @@
 mod ansible;
 pub mod cache;
 mod layers;
+mod oci;
 pub mod plan;
 mod sources;
 
@@ -51,6 +52,8 @@ pub enum ArtifactType {
     Iso,
     Qcow2,
     Raw,
+    /// The configured rootfs as an OCI image archive (`NAME.oci.tar`).
+    Oci,
 }
 
 impl ArtifactType {
@@ -67,8 +70,9 @@ impl FromStr for ArtifactType {
             "iso" => Ok(ArtifactType::Iso),
             "qcow2" | "qcow" => Ok(ArtifactType::Qcow2),
             "raw" => Ok(ArtifactType::Raw),
+            "oci" => Ok(ArtifactType::Oci),
             other => Err(format!(
-                "unknown image type '{other}' (expected iso, qcow2 or raw)"
+                "unknown image type '{other}' (expected iso, qcow2, raw or oci)"
             )),
         }
     }
@@ -80,6 +84,7 @@ impl fmt::Display for ArtifactType {
             ArtifactType::Iso => "iso",
             ArtifactType::Qcow2 => "qcow2",
             ArtifactType::Raw => "raw",
+            ArtifactType::Oci => "oci",
         })
     }
 }
@@ -182,7 +187,7 @@ pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport>
     let configured = configure_os(req, &rootfs, log, &mut stages)?;
     let configured = ansible::run_playbooks(req, playbooks.as_ref(), configured, log, &mut stages)?;
     let packages = list_packages(&configured, log)?;
-    let artifacts = make_artifacts(req, &host, &configured, log, &mut stages)?;
+    let artifacts = make_artifacts(req, &host, &configured, &packages, log, &mut stages)?;
     write_checksums(&artifacts)?;
     write_manifests(req, &stages, &packages, &artifacts)?;
     Ok(BuildReport {
@@ -324,12 +329,14 @@ fn make_artifacts(
     req: &BuildRequest,
     host: &HostRender,
     configured: &StageOutput,
+    packages: &[DebPackage],
     log: &Log,
     stages: &mut Vec<StageReport>,
 ) -> anyhow::Result<Vec<Artifact>> {
     let disk_types: Vec<ArtifactType> = req.types.iter().copied().filter(|t| t.is_disk()).collect();
     let iso = req.types.contains(&ArtifactType::Iso);
-    let (iso_result, disk_result) = std::thread::scope(|scope| {
+    let oci = req.types.contains(&ArtifactType::Oci);
+    let (iso_result, disk_result, oci_result) = std::thread::scope(|scope| {
         let iso_job = iso.then(|| {
             scope.spawn(move || {
                 let mut own = Vec::new();
@@ -346,13 +353,22 @@ fn make_artifacts(
                 (make_disk(req, host, configured, types, log, &mut own), own)
             })
         });
+        let oci_job = oci.then(|| {
+            scope.spawn(move || {
+                let mut own = Vec::new();
+                (
+                    oci::make_oci(req, configured, packages, log, &mut own).map(|a| vec![a]),
+                    own,
+                )
+            })
+        });
         let join = |h: std::thread::ScopedJoinHandle<'_, _>| {
             h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
         };
-        (iso_job.map(join), disk_job.map(join))
+        (iso_job.map(join), disk_job.map(join), oci_job.map(join))
     });
     let mut by_type = Vec::new();
-    for (result, own) in [iso_result, disk_result].into_iter().flatten() {
+    for (result, own) in [iso_result, disk_result, oci_result].into_iter().flatten() {
         stages.extend(own);
         by_type.extend(result?);
     }

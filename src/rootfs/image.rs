@@ -9,6 +9,7 @@
 //! only copies: the layers are applied (whiteouts, opaque directories) by
 //! osforge, tar to tar, so no root and no container storage are needed.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -126,11 +127,21 @@ pub fn pull_flat(
         }
     };
     let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
-    let summary =
-        crate::formats::oci::flatten(&layout, tag.as_deref(), arch, std::io::BufWriter::new(file))
-            .with_context(|| format!("unpacking the layers of {}", redact::url(reference)))?;
+    let mut writer = std::io::BufWriter::new(file);
+    let summary = crate::formats::oci::flatten(
+        &crate::formats::oci::ImageRef {
+            dir: layout.clone(),
+            tag: tag.clone(),
+        },
+        arch,
+        &mut writer,
+    )
+    .with_context(|| format!("unpacking the layers of {}", redact::url(reference)))?;
+    writer
+        .flush()
+        .with_context(|| format!("writing {}", out.display()))?;
     if layout.starts_with(scratch) {
         let _ = std::fs::remove_dir_all(&layout);
     }
-    Ok(summary.manifest_digest)
+    Ok(summary.manifest_digest.to_string())
 }

@@ -6,3 +6,4 @@ pub mod output;
 pub mod progress;
 pub mod redact;
 pub mod size;
+pub mod time;

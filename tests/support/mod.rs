@@ -4,7 +4,10 @@
 #![allow(dead_code)]
 
 pub mod guest;
+pub mod oci_layout;
 pub mod qemu;
+pub mod registry;
+pub mod tree;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -17,6 +20,19 @@ use std::process::{Command, Output};
 
 pub fn osforge() -> Command {
     Command::new(env!("CARGO_BIN_EXE_osforge"))
+}
+
+/// Names the Debian package of a missing tool, as deps/setup would.
+pub fn require_tool(tool: &str, package: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "{tool} is missing: apt-get install {package} (deps/setup test installs it)"
+    );
 }
 
 /// The tests mount images, create device nodes and set trusted.* xattrs.
@@ -296,6 +312,17 @@ pub fn snapshot(root: &Path, opts: &SnapshotOptions) -> BTreeMap<Vec<u8>, EntryI
         out.insert(rel, info);
     }
     out
+}
+
+/// Everything of every entry: attributes, xattrs and contents.
+pub fn full_snapshot(root: &Path) -> BTreeMap<Vec<u8>, EntryInfo> {
+    snapshot(
+        root,
+        &SnapshotOptions {
+            xattrs: true,
+            contents: true,
+        },
+    )
 }
 
 /// A digest of a file's bytes that skips holes and zero chunks without hashing

@@ -6,80 +6,25 @@
 //! filesystem built in a user namespace keeps its owners in the tar (as with
 //! tar2sqfs), and nothing needs root to turn it into an image.
 
-use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use super::{DeviceKind, EntryMeta, Error, FileContent, SquashfsWriter, Xattrs};
-
-enum ScanKind {
-    Directory,
-    File {
-        size: u64,
-    },
-    Symlink(Vec<u8>),
-    Device {
-        kind: DeviceKind,
-        major: u32,
-        minor: u32,
-    },
-    Fifo,
-    Socket,
-    /// A further name of an inode already scanned under this path.
-    HardLink(Vec<u8>),
-}
-
-struct ScanEntry {
-    /// Relative to the root; empty for the root itself.
-    path: Vec<u8>,
-    meta: EntryMeta,
-    kind: ScanKind,
-}
+use super::{DeviceKind, EntryMeta, Error, FileContent, SquashfsWriter};
+use crate::formats::dirtree::{DirTree, EntryKind, ScanError};
 
 /// A scanned directory tree, ready to be added.
 pub struct DirectorySource {
-    root: PathBuf,
-    entries: Vec<ScanEntry>,
+    tree: DirTree,
     /// Bytes of regular-file data (each hard-linked file once).
     pub total_bytes: u64,
 }
 
-fn read_err(path: &Path, source: io::Error) -> Error {
+fn scan_error(e: ScanError) -> Error {
     Error::ReadingSource {
-        path: path.display().to_string(),
-        source,
+        path: e.path.display().to_string(),
+        source: e.source,
     }
-}
-
-fn meta_of(md: &std::fs::Metadata) -> EntryMeta {
-    EntryMeta {
-        mode: md.mode(),
-        uid: md.uid(),
-        gid: md.gid(),
-        mtime: md.mtime(),
-        xattrs: Vec::new(),
-    }
-}
-
-fn read_xattrs(path: &Path) -> Result<Xattrs, Error> {
-    let names = match xattr::list(path) {
-        Ok(names) => names,
-        // The filesystem has no xattrs at all.
-        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
-        Err(e) => return Err(read_err(path, e)),
-    };
-    let mut out = Vec::new();
-    for name in names {
-        // xattr::get does not follow symlinks (lgetxattr).
-        if let Some(value) = xattr::get(path, &name).map_err(|e| read_err(path, e))? {
-            out.push((name.as_bytes().to_vec(), value));
-        }
-    }
-    Ok(out)
 }
 
 impl DirectorySource {
@@ -97,130 +42,37 @@ impl DirectorySource {
         with_xattrs: bool,
         excluded: &[&[u8]],
     ) -> Result<DirectorySource, Error> {
-        let md = std::fs::symlink_metadata(root).map_err(|e| read_err(root, e))?;
-        if !md.is_dir() {
-            return Err(read_err(root, io::Error::other("not a directory")));
-        }
-        let mut root_meta = meta_of(&md);
-        if with_xattrs {
-            root_meta.xattrs = read_xattrs(root)?;
-        }
-        let mut entries = vec![ScanEntry {
-            path: Vec::new(),
-            meta: root_meta,
-            kind: ScanKind::Directory,
-        }];
-        let mut total_bytes = 0;
-        let mut first_names: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
-        // Depth-first in sorted order, a subdirectory's contents right after its
-        // own entry (as mksquashfs reads them: tails of neighbouring files share
-        // fragment blocks and compress together). An explicit stack of
-        // (directory, sorted names, next index) keeps deep trees off the call stack.
-        let list = |dir_rel: &[u8]| -> Result<Vec<Vec<u8>>, Error> {
-            let dir_path = root.join(OsStr::from_bytes(dir_rel));
-            let mut names: Vec<Vec<u8>> = std::fs::read_dir(&dir_path)
-                .map_err(|e| read_err(&dir_path, e))?
-                .map(|e| e.map(|e| e.file_name().as_bytes().to_vec()))
-                .collect::<Result<_, _>>()
-                .map_err(|e| read_err(&dir_path, e))?;
-            names.sort();
-            Ok(names)
-        };
-        let mut stack: Vec<(Vec<u8>, Vec<Vec<u8>>, usize)> = vec![(Vec::new(), list(b"")?, 0)];
-        while let Some((dir_rel, names, next)) = stack.last_mut() {
-            let Some(name) = names.get(*next) else {
-                stack.pop();
-                continue;
-            };
-            *next += 1;
-            let rel = if dir_rel.is_empty() {
-                name.clone()
-            } else {
-                [&dir_rel[..], b"/", name].concat()
-            };
-            if excluded.iter().any(|prefix| rel.starts_with(prefix)) {
-                continue;
-            }
-            let full = root.join(OsStr::from_bytes(&rel));
-            let md = std::fs::symlink_metadata(&full).map_err(|e| read_err(&full, e))?;
-            let mut meta = meta_of(&md);
-            if with_xattrs {
-                meta.xattrs = read_xattrs(&full)?;
-            }
-            let ft = md.file_type();
-            let kind = if ft.is_dir() {
-                ScanKind::Directory
-            } else if md.nlink() > 1
-                && let Some(first) = first_names.get(&(md.dev(), md.ino()))
-            {
-                ScanKind::HardLink(first.clone())
-            } else {
-                if md.nlink() > 1 {
-                    first_names.insert((md.dev(), md.ino()), rel.clone());
-                }
-                if ft.is_file() {
-                    total_bytes += md.len();
-                    ScanKind::File { size: md.len() }
-                } else if ft.is_symlink() {
-                    let target = std::fs::read_link(&full).map_err(|e| read_err(&full, e))?;
-                    ScanKind::Symlink(target.as_os_str().as_bytes().to_vec())
-                } else if ft.is_block_device() || ft.is_char_device() {
-                    let rdev = md.rdev();
-                    let kind = if ft.is_block_device() {
-                        DeviceKind::Block
-                    } else {
-                        DeviceKind::Char
-                    };
-                    ScanKind::Device {
-                        kind,
-                        major: libc::major(rdev),
-                        minor: libc::minor(rdev),
-                    }
-                } else if ft.is_fifo() {
-                    ScanKind::Fifo
-                } else {
-                    ScanKind::Socket
-                }
-            };
-            let is_dir = matches!(kind, ScanKind::Directory);
-            entries.push(ScanEntry {
-                path: rel.clone(),
-                meta,
-                kind,
-            });
-            if is_dir {
-                let children = list(&rel)?;
-                stack.push((rel, children, 0));
-            }
-        }
-        Ok(DirectorySource {
-            root: root.to_path_buf(),
-            entries,
-            total_bytes,
-        })
+        // Depth-first in sorted order, as mksquashfs reads them: tails of
+        // neighbouring files share fragment blocks and compress together.
+        let tree = DirTree::scan(root, with_xattrs, excluded).map_err(scan_error)?;
+        let total_bytes = tree.total_bytes;
+        Ok(DirectorySource { tree, total_bytes })
     }
 
     pub fn entry_count(&self) -> usize {
-        self.entries.len()
+        self.tree.entries.len()
     }
 
     /// Adds every scanned entry, reading file data now.
     pub fn add_to(self, writer: &mut SquashfsWriter) -> Result<(), Error> {
-        for e in &self.entries {
+        for e in &self.tree.entries {
             match &e.kind {
-                ScanKind::Directory => writer.add_directory(&e.path, &e.meta)?,
-                ScanKind::File { size } => {
-                    let full = self.root.join(OsStr::from_bytes(&e.path));
-                    let file = File::open(&full).map_err(|err| read_err(&full, err))?;
+                EntryKind::Directory => writer.add_directory(&e.path, &e.meta)?,
+                EntryKind::File { size } => {
+                    let full = self.tree.host_path(e);
+                    let file = File::open(&full).map_err(|source| Error::ReadingSource {
+                        path: full.display().to_string(),
+                        source,
+                    })?;
                     writer.add_file(&e.path, &e.meta, FileContent::File(&file), *size)?;
                 }
-                ScanKind::Symlink(target) => writer.add_symlink(&e.path, &e.meta, target)?,
-                ScanKind::Device { kind, major, minor } => {
+                EntryKind::Symlink(target) => writer.add_symlink(&e.path, &e.meta, target)?,
+                EntryKind::Device { kind, major, minor } => {
                     writer.add_device(&e.path, &e.meta, *kind, *major, *minor)?
                 }
-                ScanKind::Fifo => writer.add_fifo(&e.path, &e.meta)?,
-                ScanKind::Socket => writer.add_socket(&e.path, &e.meta)?,
-                ScanKind::HardLink(first) => writer.add_hard_link(&e.path, first)?,
+                EntryKind::Fifo => writer.add_fifo(&e.path, &e.meta)?,
+                EntryKind::Socket => writer.add_socket(&e.path, &e.meta)?,
+                EntryKind::HardLink(first) => writer.add_hard_link(&e.path, first)?,
             }
         }
         Ok(())

@@ -66,27 +66,7 @@ impl Default for Options {
     }
 }
 
-/// Attributes of one entry as the source has them.
-#[derive(Debug, Clone, Default)]
-pub struct EntryMeta {
-    /// st_mode; only the permission bits (07777) are used.
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    /// Seconds since the epoch; squashfs keeps whole seconds from 1970 to 2106.
-    pub mtime: i64,
-    /// Full names (`security.capability`) and values.
-    pub xattrs: Xattrs,
-}
-
-/// Extended attributes: full names and values.
-pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeviceKind {
-    Block,
-    Char,
-}
+pub use crate::formats::dirtree::{DeviceKind, EntryMeta, Xattrs};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Summary {
