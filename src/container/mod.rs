@@ -20,7 +20,6 @@
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -237,18 +236,8 @@ impl WorkingContainer {
             .open(&self.log_path)
             .map_err(io(&self.log_path))?;
         let _ = writeln!(log, "### osforge: {what}\n### {shown}");
-        let parent = std::process::id() as libc::pid_t;
-        unsafe {
-            cmd.pre_exec(move || {
-                // The container dies with osforge, even when osforge is killed.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
-                    || libc::getppid() != parent
-                {
-                    return Err(std::io::Error::other("the parent exited"));
-                }
-                Ok(())
-            });
-        }
+        // The container dies with osforge, even when osforge is killed.
+        crate::util::process::die_with_parent(&mut cmd);
         let mut child = cmd.spawn().map_err(Error::Spawn)?;
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");

@@ -24,6 +24,7 @@ const LAYOUT_TAG: &str = "osforge";
 fn skopeo(network: &Network) -> Command {
     let mut cmd = Command::new("skopeo");
     cmd.envs(network.environment());
+    crate::util::process::die_with_parent(&mut cmd);
     cmd
 }
 

@@ -211,7 +211,7 @@ pub fn pack(root: &Path, tar: &Path, source_date_epoch: Option<u64>) -> anyhow::
     if let Some(epoch) = source_date_epoch {
         cmd.arg(format!("--mtime=@{epoch}")).arg("--clamp-mtime");
     }
-    let out = cmd
+    let out = crate::util::process::die_with_parent(&mut cmd)
         .arg("-cf")
         .arg(tar)
         .arg("-C")

@@ -173,7 +173,7 @@ pub fn bootstrap(spec: &BootstrapSpec, network: &Network, dir: &Path) -> anyhow:
     cmd.stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    let status = cmd
+    let status = crate::util::process::die_with_parent(&mut cmd)
         .status()
         .context("cannot run mmdebstrap (install it: apt-get install mmdebstrap uidmap)")?;
     if !status.success() {
@@ -213,7 +213,7 @@ pub fn mmdebstrap_version() -> String {
 /// device nodes intact (GNU tar; needs root or a user namespace).
 pub fn unpack(tar: &Path, dest: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dest)?;
-    let out = Command::new("tar")
+    let out = crate::util::process::die_with_parent(&mut Command::new("tar"))
         .args([
             "--xattrs",
             "--xattrs-include=*",

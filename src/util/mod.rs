@@ -3,6 +3,7 @@
 pub mod cleanup;
 pub mod duration;
 pub mod output;
+pub mod process;
 pub mod progress;
 pub mod redact;
 pub mod size;

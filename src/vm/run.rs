@@ -4,7 +4,6 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -130,19 +129,8 @@ pub fn run(config: &VmConfig, mut watch: Watch) -> Result<Outcome, Error> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // SAFETY: only async-signal-safe calls (prctl, getppid) between fork and exec.
-    let parent = std::process::id() as libc::pid_t;
-    unsafe {
-        cmd.pre_exec(move || {
-            // The kernel kills QEMU when the thread that started it dies, even by
-            // SIGKILL; if the parent died before this ran, give up now.
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 || libc::getppid() != parent
-            {
-                return Err(io::Error::other("the parent exited"));
-            }
-            Ok(())
-        });
-    }
+    // The kernel kills QEMU when the thread that started it dies, even by SIGKILL.
+    crate::util::process::die_with_parent(&mut cmd);
     let started = Instant::now();
     let mut qemu = Qemu(cmd.spawn().map_err(|source| Error::Spawning {
         program: QEMU.to_string(),

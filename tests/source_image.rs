@@ -1,0 +1,163 @@
+//! A profile whose root filesystem is a container image (`source:`): base,
+//! built by osforge as an OCI image, pushed to a real registry started here
+//! (Debian's docker-registry), then taken as the source of a live ISO host,
+//! once from the registry and once from the oci-archive file. The registry
+//! image's ISO boots in QEMU to a cloud-init marker; the archive's flattened
+//! rootfs is byte for byte the registry's.
+//!
+//! The builds share build_iso's cache, so base's bootstrap is reused when
+//! that test ran first (cargo runs test binaries in name order).
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use support::qemu::{
+    Boot, Firmware, ImageFormat, Media, boot_until, has_complete_line, marker_field,
+};
+use support::registry::Registry;
+use support::{osforge, require_root, run_ok, temp_dir};
+
+const MARKER: &str = "OSFORGE-IMAGE-SOURCE-OK";
+const HOSTNAME: &str = "from-registry-1";
+
+fn cache_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("osforge-cache")
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn build(profile: &Path, kind: &str, out: &Path, vars: &[String]) -> serde_json::Value {
+    let mut cmd = osforge();
+    cmd.current_dir(repo())
+        .args(["--json", "build", "--type", kind, "--profile"])
+        .arg(profile)
+        .arg("--output")
+        .arg(out)
+        .arg("--cache-dir")
+        .arg(cache_dir());
+    for v in vars {
+        cmd.arg("--var").arg(v);
+    }
+    let output = run_ok(&mut cmd);
+    serde_json::from_slice(&output.stdout).expect("--json report")
+}
+
+fn stage<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == name)
+        .unwrap_or_else(|| panic!("no {name} stage in {report}"))
+}
+
+/// The flattened image a `source` stage holds.
+fn source_tar(report: &serde_json::Value) -> PathBuf {
+    let key = stage(report, "source")["key"].as_str().unwrap();
+    PathBuf::from(report["cache_dir"].as_str().unwrap())
+        .join("source")
+        .join(key)
+        .join("rootfs.tar")
+}
+
+#[test]
+fn an_image_from_a_registry_or_an_oci_archive_is_the_rootfs_of_a_live_iso_that_boots() {
+    require_root();
+    let work = temp_dir("image-source-");
+    let profiles = work.path().join("profiles");
+    fs::create_dir_all(&profiles).unwrap();
+
+    // base, configured, as an OCI image.
+    let base = build(
+        Path::new("base"),
+        "oci",
+        &work.path().join("base"),
+        &["hostname=image-base".to_string()],
+    );
+    let archive = work.path().join("base").join("base.oci.tar");
+    assert_eq!(base["artifacts"][0]["type"], "oci", "{base}");
+    let registry = Registry::start();
+    let reference = format!("docker://127.0.0.1:{}/osforge/base:1", registry.port);
+    run_ok(
+        std::process::Command::new("skopeo")
+            .args(["copy", "--quiet", "--dest-tls-verify=false"])
+            .arg(format!("oci-archive:{}", archive.display()))
+            .arg(&reference),
+    );
+    fs::copy(&archive, profiles.join("base.oci.tar")).unwrap();
+    // ephemeral's cloud-init and kernel command line, base's packages
+    // (already in the image: the layer installs nothing new) on the image.
+    fs::write(
+        profiles.join("from-registry.yaml"),
+        format!(
+            "description: ephemeral on base's image from a registry\ninherits: [ephemeral]\n\
+             source: {{ref: \"{reference}\", tls_verify: false}}\n"
+        ),
+    )
+    .unwrap();
+    fs::write(
+        profiles.join("from-archive.yaml"),
+        "description: ephemeral on base's image from its oci-archive\ninherits: [ephemeral]\n\
+         source: oci-archive:base.oci.tar\n",
+    )
+    .unwrap();
+
+    let runcmd = format!(r#"runcmd=["echo {MARKER} hostname=$(hostname) > /dev/ttyS0"]"#);
+    let out = work.path().join("out");
+    let from_registry = build(
+        &profiles.join("from-registry.yaml"),
+        "iso",
+        &out,
+        &[format!("hostname={HOSTNAME}"), runcmd],
+    );
+    let source = stage(&from_registry, "source");
+    assert_eq!(source["label"], "source from-registry", "{from_registry}");
+    assert!(
+        source["detail"].as_str().unwrap().contains("sha256:"),
+        "the source names the manifest digest: {source}"
+    );
+    assert!(
+        from_registry["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["stage"] != "bootstrap"),
+        "an image source needs no bootstrap: {from_registry}"
+    );
+    let from_archive = build(
+        &profiles.join("from-archive.yaml"),
+        "oci",
+        &work.path().join("out-archive"),
+        &[],
+    );
+    assert_eq!(
+        support::digest(&source_tar(&from_registry)),
+        support::digest(&source_tar(&from_archive)),
+        "the registry's and the archive's image flatten differently"
+    );
+
+    let iso = out.join("from-registry.iso");
+    let log = boot_until(
+        &Boot {
+            image: &iso,
+            format: ImageFormat::Raw,
+            firmware: Firmware::Bios,
+            media: Media::Cd,
+            memory_mib: 1536,
+            extra_cdroms: Vec::new(),
+            timeout: Duration::from_secs(900),
+        },
+        work.path(),
+        |log| has_complete_line(log, MARKER),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        marker_field(&log, MARKER, "hostname").as_deref(),
+        Some(HOSTNAME)
+    );
+}
