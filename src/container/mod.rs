@@ -239,6 +239,7 @@ impl WorkingContainer {
         // The container dies with osforge, even when osforge is killed.
         crate::util::process::die_with_parent(&mut cmd);
         let mut child = cmd.spawn().map_err(Error::Spawn)?;
+        crate::util::process::track(&child);
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
         // stderr is drained on its own thread so that neither pipe fills up.
@@ -246,7 +247,9 @@ impl WorkingContainer {
         let err_thread = std::thread::spawn(move || copy_lines(stderr, err_log, |_| {}));
         let mut last = copy_lines(stdout, log, &mut echo);
         let err_last = err_thread.join().unwrap_or_default();
-        let status = child.wait().map_err(Error::Spawn)?;
+        let status = child.wait().map_err(Error::Spawn);
+        crate::util::process::untrack(&child);
+        let status = status?;
         if !status.success() {
             if err_last.is_some() {
                 last = err_last;

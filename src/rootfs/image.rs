@@ -24,13 +24,11 @@ const LAYOUT_TAG: &str = "osforge";
 fn skopeo(network: &Network) -> Command {
     let mut cmd = Command::new("skopeo");
     cmd.envs(network.environment());
-    crate::util::process::die_with_parent(&mut cmd);
     cmd
 }
 
 fn run(mut cmd: Command, what: &str) -> anyhow::Result<Vec<u8>> {
-    let out = cmd
-        .output()
+    let out = crate::util::process::output(&mut cmd)
         .context("cannot run skopeo (install it: apt-get install skopeo)")?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);

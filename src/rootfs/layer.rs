@@ -211,14 +211,8 @@ pub fn pack(root: &Path, tar: &Path, source_date_epoch: Option<u64>) -> anyhow::
     if let Some(epoch) = source_date_epoch {
         cmd.arg(format!("--mtime=@{epoch}")).arg("--clamp-mtime");
     }
-    let out = crate::util::process::die_with_parent(&mut cmd)
-        .arg("-cf")
-        .arg(tar)
-        .arg("-C")
-        .arg(root)
-        .arg(".")
-        .output()
-        .context("cannot run tar")?;
+    cmd.arg("-cf").arg(tar).arg("-C").arg(root).arg(".");
+    let out = crate::util::process::output(&mut cmd).context("cannot run tar")?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         bail!(

@@ -173,8 +173,7 @@ pub fn bootstrap(spec: &BootstrapSpec, network: &Network, dir: &Path) -> anyhow:
     cmd.stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    let status = crate::util::process::die_with_parent(&mut cmd)
-        .status()
+    let status = crate::util::process::status(&mut cmd)
         .context("cannot run mmdebstrap (install it: apt-get install mmdebstrap uidmap)")?;
     if !status.success() {
         bail!(
@@ -213,7 +212,8 @@ pub fn mmdebstrap_version() -> String {
 /// device nodes intact (GNU tar; needs root or a user namespace).
 pub fn unpack(tar: &Path, dest: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dest)?;
-    let out = crate::util::process::die_with_parent(&mut Command::new("tar"))
+    let mut tar_cmd = Command::new("tar");
+    tar_cmd
         .args([
             "--xattrs",
             "--xattrs-include=*",
@@ -223,9 +223,8 @@ pub fn unpack(tar: &Path, dest: &Path) -> anyhow::Result<()> {
         ])
         .arg(tar)
         .arg("-C")
-        .arg(dest)
-        .output()
-        .context("cannot run tar")?;
+        .arg(dest);
+    let out = crate::util::process::output(&mut tar_cmd).context("cannot run tar")?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         bail!(

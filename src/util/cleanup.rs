@@ -43,6 +43,8 @@ pub fn remove_all() {
 /// Installs the SIGINT/SIGTERM/SIGHUP handler. Safe to call more than once.
 pub fn install_signal_handler() {
     let _ = ctrlc::set_handler(|| {
+        // Children first: a tar still unpacking would refill what is removed.
+        super::process::kill_running();
         remove_all();
         eprintln!("osforge: interrupted; partial outputs removed");
         // 130 is what shells report for SIGINT; used for SIGTERM too since ctrlc

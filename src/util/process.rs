@@ -25,3 +25,74 @@ pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
         })
     }
 }
+
+use std::process::{Child, ExitStatus, Output};
+use std::sync::Mutex;
+
+/// Children running now, so that the signal handler can stop them before
+/// it removes the directories they write into.
+static RUNNING: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Records a spawned child until [`untrack`].
+pub fn track(child: &Child) {
+    RUNNING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(child.id());
+}
+
+pub fn untrack(child: &Child) {
+    let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+    running.retain(|pid| *pid != child.id());
+}
+
+/// `cmd.output()`, tied to osforge and stoppable by the signal handler.
+pub fn output(cmd: &mut Command) -> std::io::Result<Output> {
+    use std::process::Stdio;
+    let child = die_with_parent(cmd)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    track(&child);
+    let pid = child.id();
+    let result = child.wait_with_output();
+    RUNNING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|p| *p != pid);
+    result
+}
+
+/// `cmd.status()`, tied to osforge and stoppable by the signal handler.
+pub fn status(cmd: &mut Command) -> std::io::Result<ExitStatus> {
+    let mut child = die_with_parent(cmd).spawn()?;
+    track(&child);
+    let result = child.wait();
+    untrack(&child);
+    result
+}
+
+/// SIGKILLs every tracked child and gives them a moment to be gone: called
+/// by the signal handler before it removes temporaries.
+pub fn kill_running() {
+    let running = std::mem::take(&mut *RUNNING.lock().unwrap_or_else(|e| e.into_inner()));
+    for pid in &running {
+        // SAFETY: kill(2) on a pid we spawned and have not reaped.
+        unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    // A killed child stays a zombie until reaped, and its waiter thread
+    // reaps it; /proc/PID/stat's state says when it stopped running.
+    while std::time::Instant::now() < deadline
+        && running.iter().any(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| {
+                    let state = s.rsplit(')').next().unwrap_or("").trim_start();
+                    !state.starts_with('Z')
+                })
+                .unwrap_or(false)
+        })
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
