@@ -22,7 +22,8 @@
 //! Files: `node` (the YAML tree with origins), `de` (typed structs from it),
 //! `merge`, `load` (search, inherits, `--var`), `schema` (the file format),
 //! `validate` (single values), `disk`, `cmdline`, `freeze` (whole-profile checks),
-//! `model` (the frozen profile), `render` (per-host output).
+//! `model` (the frozen profile), `render` (per-host output), `hosts` (a hosts
+//! file: many hosts of one profile).
 
 mod cmdline;
 mod de;
@@ -32,6 +33,7 @@ pub(crate) use disk::tests as disk_layouts;
 mod error;
 mod expand;
 mod freeze;
+mod hosts;
 mod load;
 mod merge;
 mod model;
@@ -48,6 +50,7 @@ pub use disk::{
 pub use error::{KeyPath, PathSegment, ProfileError, SourceLocation};
 pub use expand::OsTemplate;
 pub use freeze::{CONFIGDRIVE_VOLUME_ID, NOCLOUD_VOLUME_ID};
+pub use hosts::{HostEntry, HostsFile};
 pub use load::{SearchPath, parse_var_arg};
 pub use model::{
     CloudInit, CmdlineTemplate, Distro, FileContents, FileInputs, ImageFile, Iso, Kernel,
