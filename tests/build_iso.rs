@@ -76,18 +76,27 @@ fn build(out: &Path, hostname: &str) -> serde_json::Value {
 /// retried by every waiting test.
 fn built() -> &'static Built {
     static BUILT: OnceLock<Result<Built, String>> = OnceLock::new();
-    let result = BUILT.get_or_init(|| {
-        std::panic::catch_unwind(|| {
-            require_root();
-            let out = temp_dir("iso-build-");
-            let report = build(out.path(), HOSTNAME);
-            Built {
-                iso: out.path().join("ephemeral.iso"),
-                report,
-                _out: out,
-            }
-        })
-        .map_err(|panic| {
+    once(&BUILT, "ISO build", || {
+        require_root();
+        let out = temp_dir("iso-build-");
+        let report = build(out.path(), HOSTNAME);
+        Built {
+            iso: out.path().join("ephemeral.iso"),
+            report,
+            _out: out,
+        }
+    })
+}
+
+/// `make()`'s result, made by the first test that asks; a panic is kept and
+/// reported to every test that asks, not retried by each.
+fn once<T>(
+    cell: &'static OnceLock<Result<T, String>>,
+    what: &str,
+    make: impl FnOnce() -> T,
+) -> &'static T {
+    let result = cell.get_or_init(|| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(make)).map_err(|panic| {
             panic
                 .downcast_ref::<String>()
                 .cloned()
@@ -97,7 +106,7 @@ fn built() -> &'static Built {
     });
     match result {
         Ok(built) => built,
-        Err(message) => panic!("the shared ISO build failed: {message}"),
+        Err(message) => panic!("the shared {what} failed: {message}"),
     }
 }
 
@@ -491,52 +500,39 @@ fn hosts_yaml() -> String {
 
 fn built_hosts() -> &'static BuiltHosts {
     static BUILT: OnceLock<Result<BuiltHosts, String>> = OnceLock::new();
-    let result = BUILT.get_or_init(|| {
-        std::panic::catch_unwind(|| {
-            built(); // the stages are in the cache before this build starts
-            let out = temp_dir("iso-hosts-");
-            let hosts = out.path().join("hosts.yaml");
-            fs::write(&hosts, hosts_yaml()).unwrap();
-            // The marker also shows the addresses the seed gave the host.
-            let runcmd = format!(
-                r#"runcmd=["echo {MARKER} hostname=$(hostname) addrs=$(hostname -I | tr ' ' ,) cmdline=$(tr ' ' , < /proc/cmdline) > /dev/ttyS0"]"#
-            );
-            let started = std::time::Instant::now();
-            let output = run_ok(
-                osforge()
-                    .current_dir(repo())
-                    .args(["--json", "build", "-p", "ephemeral", "-t", "iso", "--hosts"])
-                    .arg(&hosts)
-                    .arg("--output")
-                    .arg(out.path().join("images"))
-                    .arg("--cache-dir")
-                    .arg(cache_dir())
-                    .args(["--var", &runcmd, "--cmdline-append", CMDLINE_EXTRA]),
-            );
-            let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-            let iso_seconds: f64 = stages_named(&report, "iso")
-                .iter()
-                .map(|s| s["seconds"].as_f64().unwrap())
-                .sum();
-            eprintln!(
-                "--hosts: {HOSTS} ISOs in {:.1} s ({:.2} s per host overall; iso stage {iso_seconds:.1} s summed over the writers)",
-                started.elapsed().as_secs_f64(),
-                started.elapsed().as_secs_f64() / HOSTS as f64
-            );
-            BuiltHosts { out, report }
-        })
-        .map_err(|panic| {
-            panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default()
-        })
-    });
-    match result {
-        Ok(built) => built,
-        Err(message) => panic!("the shared --hosts build failed: {message}"),
-    }
+    once(&BUILT, "--hosts build", || {
+        built(); // the stages are in the cache before this build starts
+        let out = temp_dir("iso-hosts-");
+        let hosts = out.path().join("hosts.yaml");
+        fs::write(&hosts, hosts_yaml()).unwrap();
+        // The marker also shows the addresses the seed gave the host.
+        let runcmd = format!(
+            r#"runcmd=["echo {MARKER} hostname=$(hostname) addrs=$(hostname -I | tr ' ' ,) cmdline=$(tr ' ' , < /proc/cmdline) > /dev/ttyS0"]"#
+        );
+        let started = std::time::Instant::now();
+        let output = run_ok(
+            osforge()
+                .current_dir(repo())
+                .args(["--json", "build", "-p", "ephemeral", "-t", "iso", "--hosts"])
+                .arg(&hosts)
+                .arg("--output")
+                .arg(out.path().join("images"))
+                .arg("--cache-dir")
+                .arg(cache_dir())
+                .args(["--var", &runcmd, "--cmdline-append", CMDLINE_EXTRA]),
+        );
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let iso_seconds: f64 = stages_named(&report, "iso")
+            .iter()
+            .map(|s| s["seconds"].as_f64().unwrap())
+            .sum();
+        eprintln!(
+            "--hosts: {HOSTS} ISOs in {:.1} s ({:.2} s per host overall; iso stage {iso_seconds:.1} s summed over the writers)",
+            started.elapsed().as_secs_f64(),
+            started.elapsed().as_secs_f64() / HOSTS as f64
+        );
+        BuiltHosts { out, report }
+    })
 }
 
 fn stages_named<'a>(report: &'a serde_json::Value, stage: &str) -> Vec<&'a serde_json::Value> {

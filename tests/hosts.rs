@@ -105,27 +105,23 @@ fn files_a_host_names_are_read_beside_the_hosts_file_and_checked() {
     let dir = temp_dir("hosts-files-");
     fs::create_dir_all(dir.path().join("node-1")).unwrap();
     fs::write(dir.path().join("node-1/user-data"), "hostname: no-header\n").unwrap();
-    let out = build_with_hosts(
-        dir.path(),
-        "hosts:\n  - name: node-1\n    user_data: node-1/user-data\n",
-        &[],
-    );
-    let stderr = assert_refused_before_any_work(dir.path(), &out, "user_data");
-    assert!(
-        stderr.contains("hosts.yaml:3: hosts[0].user_data: node-1/user-data: ")
-            && stderr.contains("not a cloud-init header"),
-        "{stderr}"
-    );
-    let out = build_with_hosts(
-        dir.path(),
-        "hosts:\n  - name: node-1\n    network_data: /etc/hostname\n",
-        &[],
-    );
-    let stderr = assert_refused_before_any_work(dir.path(), &out, "network_data");
-    assert!(
-        stderr.contains("hosts.yaml:3: hosts[0].network_data: '/etc/hostname' is outside the hosts file's folder"),
-        "{stderr}"
-    );
+    let cases = [
+        (
+            "hosts:\n  - name: node-1\n    user_data: node-1/user-data\n",
+            "hosts.yaml:3: hosts[0].user_data: node-1/user-data: ",
+            "not a cloud-init header",
+        ),
+        (
+            "hosts:\n  - name: node-1\n    network_data: /etc/hostname\n",
+            "hosts.yaml:3: hosts[0].network_data: '/etc/hostname' is outside the hosts file's folder",
+            "OSFORGE_ALLOW_FILES_OUTSIDE=1",
+        ),
+    ];
+    for (hosts, at, why) in cases {
+        let out = build_with_hosts(dir.path(), hosts, &[]);
+        let stderr = assert_refused_before_any_work(dir.path(), &out, hosts);
+        assert!(stderr.contains(at) && stderr.contains(why), "{stderr}");
+    }
 }
 
 #[test]

@@ -55,7 +55,8 @@ pub struct Args {
     /// Where stage outputs are cached (default: $OSFORGE_CACHE_DIR, else ~/.cache/osforge).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Compression threads (default: one per CPU).
+    /// Compression threads, and with --hosts how many hosts' images are
+    /// written at once (default: one per CPU).
     #[arg(long, short)]
     pub jobs: Option<usize>,
     /// Reproducible build: fixes every timestamp to at most this time.

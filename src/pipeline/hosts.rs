@@ -255,3 +255,39 @@ impl Drop for Staging {
         cleanup::unregister(self.dir.path());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_run_at_most_limit_at_a_time_and_none_start_after_a_failure() {
+        let running = AtomicUsize::new(0);
+        let most = AtomicUsize::new(0);
+        let jobs: Vec<usize> = (0..8).collect();
+        let outcomes = run_bounded(&jobs, 3, |_| {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            running.fetch_sub(1, Ordering::SeqCst);
+            (Ok(Vec::new()), Vec::new())
+        });
+        assert!(outcomes.iter().all(Option::is_some));
+        assert_eq!(most.load(Ordering::SeqCst), 3);
+
+        let outcomes = run_bounded(&jobs, 1, |j| {
+            let result = if j == 2 {
+                Err(anyhow::anyhow!("host 2 failed"))
+            } else {
+                Ok(Vec::new())
+            };
+            (result, Vec::new())
+        });
+        let started: Vec<bool> = outcomes.iter().map(Option::is_some).collect();
+        assert_eq!(
+            started,
+            [true, true, true, false, false, false, false, false]
+        );
+        assert!(outcomes[2].as_ref().unwrap().0.is_err());
+    }
+}
