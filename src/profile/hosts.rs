@@ -173,6 +173,11 @@ struct EntryReader<'a> {
 impl EntryReader<'_> {
     fn entry(&self, host: HostDoc, at: &KeyPath) -> Result<HostEntry, ProfileError> {
         let name = host.name.to_string();
+        // The name is the hostname variable, per host like any other.
+        if let Some(os_key) = self.profile.os_key_using("hostname") {
+            return Err(node_at(self.tree, &at.key("name"))
+                .error(changes_the_os(&name, "hostname", os_key)));
+        }
         let mut vars = host.vars;
         for (key, value) in &vars {
             self.check_var(&name, key, value)
@@ -243,9 +248,7 @@ impl EntryReader<'_> {
         }
         check_variable(key, value)?;
         if let Some(os_key) = profile.os_key_using(key) {
-            return Err(format!(
-                "host {host}: variable '{key}' is used in the OS configuration ({os_key}), but --hosts builds one configured rootfs for all hosts; set it with --var for every host, or build this host on its own"
-            ));
+            return Err(changes_the_os(host, key, os_key));
         }
         Ok(())
     }
@@ -264,6 +267,12 @@ impl EntryReader<'_> {
     }
 }
 
+fn changes_the_os(host: &str, var: &str, os_key: &str) -> String {
+    format!(
+        "host {host}: variable '{var}' is used in the OS configuration ({os_key}), but --hosts builds one configured rootfs for all hosts; set it with --var for every host, or build this host on its own"
+    )
+}
+
 /// The origin of the node at `path`, or of its nearest ancestor.
 fn node_at<'a>(tree: &'a Node, path: &KeyPath) -> &'a Origin {
     &tree.lookup(path).0.origin
@@ -278,21 +287,41 @@ fn check_params(text: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn profile() -> Profile {
+    fn search() -> SearchPath {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let search = SearchPath::new(vec![repo.join("profiles")], Vec::new());
-        super::super::load("base", &search, &[]).unwrap()
+        SearchPath::new(vec![repo.join("profiles")], Vec::new())
     }
 
-    fn load(text: &str) -> Result<HostsFile, String> {
+    fn profile() -> Profile {
+        super::super::load("base", &search(), &[]).unwrap()
+    }
+
+    fn load_for(profile: &Profile, text: &str) -> Result<HostsFile, String> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hosts.yaml");
         std::fs::write(&path, text).unwrap();
-        let search = SearchPath::new(Vec::new(), Vec::new());
-        HostsFile::load(&path, &profile(), &search).map_err(|e| {
+        HostsFile::load(&path, profile, &search()).map_err(|e| {
             e.to_string()
                 .replace(&format!("{}/", dir.path().display()), "")
         })
+    }
+
+    fn load(text: &str) -> Result<HostsFile, String> {
+        load_for(&profile(), text)
+    }
+
+    #[test]
+    fn a_profile_that_bakes_the_hostname_into_the_os_cannot_share_its_rootfs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("named.yaml");
+        let motd = "files: [{path: /etc/motd, content: \"This is {{ hostname }}.\"}]";
+        std::fs::write(&path, format!("inherits: [base]\n{motd}\n")).unwrap();
+        let named = super::super::load(path.to_str().unwrap(), &search(), &[]).unwrap();
+        let err = load_for(&named, "hosts:\n  - name: node-1\n").unwrap_err();
+        assert!(
+            err.starts_with("hosts.yaml:2: hosts[0].name: host node-1: variable 'hostname' is used in the OS configuration (files[2].content), but --hosts"),
+            "{err}"
+        );
     }
 
     #[test]
