@@ -704,3 +704,47 @@ fn two_hosts_of_the_hosts_file_boot_with_their_own_name_address_and_kernel_param
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+#[test]
+fn when_one_host_s_iso_cannot_be_written_the_build_fails_and_no_host_s_files_appear() {
+    built(); // the stages are in the cache: only the ISOs are written
+    let work = temp_dir("iso-hosts-full-");
+    let hosts = work.path().join("hosts.yaml");
+    fs::write(&hosts, "hosts:\n  - name: fits\n  - name: does-not-fit\n").unwrap();
+    // Room for one ISO (about 240 MiB), not two: the second host fails.
+    let out = work.path().join("images");
+    let _mount = support::Mount::tmpfs(&out, "size=400m");
+    let result = osforge()
+        .current_dir(repo())
+        .args([
+            "--quiet",
+            "build",
+            "-p",
+            "ephemeral",
+            "-t",
+            "iso",
+            "--jobs",
+            "1",
+        ])
+        .arg("--hosts")
+        .arg(&hosts)
+        .arg("--output")
+        .arg(&out)
+        .arg("--cache-dir")
+        .arg(cache_dir())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("osforge: error: host does-not-fit: writing ")
+            && stderr.contains("No space left on device"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    let left: Vec<_> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left in the output directory: {left:?}");
+}

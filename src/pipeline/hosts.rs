@@ -101,6 +101,11 @@ pub(super) fn make_artifacts(
     // error is kept as text, since every waiting job reports it.
     let squashfs: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let squashfs_stages = Mutex::new(Vec::new());
+    // With --hosts, a host's failure names the host.
+    let of_host = |i: usize, result: anyhow::Result<Vec<Artifact>>| match &req.hosts {
+        Some(_) => result.with_context(|| format!("host {}", targets[i].name)),
+        None => result,
+    };
     let run = |job: Job| -> JobOutcome {
         let mut own = Vec::new();
         let result = match job {
@@ -114,18 +119,22 @@ pub(super) fn make_artifacts(
                 .clone()
                 .map_err(anyhow::Error::msg)
                 .and_then(|sqfs| {
-                    make_live_iso(req, &targets[i], dir, configured, &sqfs, log, &mut own)
-                })
-                .map(|a| vec![a]),
-            Job::Disk(i) => make_disk(
-                req,
-                &targets[i],
-                dir,
-                configured,
-                &disk_types,
-                log,
-                &mut own,
-            ),
+                    let iso =
+                        make_live_iso(req, &targets[i], dir, configured, &sqfs, log, &mut own);
+                    of_host(i, iso.map(|a| vec![a]))
+                }),
+            Job::Disk(i) => {
+                let disks = make_disk(
+                    req,
+                    &targets[i],
+                    dir,
+                    configured,
+                    &disk_types,
+                    log,
+                    &mut own,
+                );
+                of_host(i, disks)
+            }
         };
         (result, own)
     };
