@@ -1,7 +1,8 @@
 //! `osforge build --type iso` and `make cut_image`: the live ISO of the
 //! default profile is built for real (mmdebstrap, osconfig, squashfs), boots
 //! four ways, carries exactly what was staged, and a second build that only
-//! changes a variable reuses every cached stage.
+//! changes a variable reuses every cached stage. `--hosts` builds ten hosts'
+//! ISOs from the same cached stages, each with its own seed.
 
 mod support;
 
@@ -75,18 +76,27 @@ fn build(out: &Path, hostname: &str) -> serde_json::Value {
 /// retried by every waiting test.
 fn built() -> &'static Built {
     static BUILT: OnceLock<Result<Built, String>> = OnceLock::new();
-    let result = BUILT.get_or_init(|| {
-        std::panic::catch_unwind(|| {
-            require_root();
-            let out = temp_dir("iso-build-");
-            let report = build(out.path(), HOSTNAME);
-            Built {
-                iso: out.path().join("ephemeral.iso"),
-                report,
-                _out: out,
-            }
-        })
-        .map_err(|panic| {
+    once(&BUILT, "ISO build", || {
+        require_root();
+        let out = temp_dir("iso-build-");
+        let report = build(out.path(), HOSTNAME);
+        Built {
+            iso: out.path().join("ephemeral.iso"),
+            report,
+            _out: out,
+        }
+    })
+}
+
+/// `make()`'s result, made by the first test that asks; a panic is kept and
+/// reported to every test that asks, not retried by each.
+fn once<T>(
+    cell: &'static OnceLock<Result<T, String>>,
+    what: &str,
+    make: impl FnOnce() -> T,
+) -> &'static T {
+    let result = cell.get_or_init(|| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(make)).map_err(|panic| {
             panic
                 .downcast_ref::<String>()
                 .cloned()
@@ -96,7 +106,7 @@ fn built() -> &'static Built {
     });
     match result {
         Ok(built) => built,
-        Err(message) => panic!("the shared ISO build failed: {message}"),
+        Err(message) => panic!("the shared {what} failed: {message}"),
     }
 }
 
@@ -449,4 +459,292 @@ fn bad_profiles_fail_before_building_with_one_line_exit_2_and_no_output() {
         checked += 1;
     }
     assert!(checked >= 7, "only {checked} bad profiles checked");
+}
+
+/// The `--hosts` build: ten hosts of the same profile and shared variables
+/// as [`built`], so every stage before the ISOs comes from the cache.
+struct BuiltHosts {
+    out: tempfile::TempDir,
+    report: serde_json::Value,
+}
+
+const HOSTS: usize = 10;
+/// QEMU's default MAC for the first NIC: the hosts that boot get it, so the
+/// address in their network_data.json is the one their NIC is given.
+const QEMU_MAC: &str = "52:54:00:12:34:56";
+
+fn host_mac(i: usize) -> String {
+    if i <= 2 {
+        QEMU_MAC.to_string()
+    } else {
+        format!("52:54:00:00:00:{i:02x}")
+    }
+}
+
+/// In QEMU's user network, so a host that boots can hold it.
+fn host_ip(i: usize) -> String {
+    format!("10.0.2.{}", 20 + i)
+}
+
+fn hosts_yaml() -> String {
+    let mut text = String::from("# ten hosts of the ephemeral profile\nhosts:\n");
+    for i in 1..=HOSTS {
+        text += &format!(
+            "  - name: node-{i}\n    vars:\n      nics: [{{mac: \"{}\", ipv4_address: {}, netmask: 255.255.255.0, gateway: 10.0.2.2}}]\n    ssh_authorized_keys: [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA{i:04} ops@node-{i}\"]\n    cmdline_append: osforge.node={i}\n",
+            host_mac(i),
+            host_ip(i)
+        );
+    }
+    text
+}
+
+fn built_hosts() -> &'static BuiltHosts {
+    static BUILT: OnceLock<Result<BuiltHosts, String>> = OnceLock::new();
+    once(&BUILT, "--hosts build", || {
+        built(); // the stages are in the cache before this build starts
+        let out = temp_dir("iso-hosts-");
+        let hosts = out.path().join("hosts.yaml");
+        fs::write(&hosts, hosts_yaml()).unwrap();
+        // The marker also shows the addresses the seed gave the host.
+        let runcmd = format!(
+            r#"runcmd=["echo {MARKER} hostname=$(hostname) addrs=$(hostname -I | tr ' ' ,) cmdline=$(tr ' ' , < /proc/cmdline) > /dev/ttyS0"]"#
+        );
+        let started = std::time::Instant::now();
+        let output = run_ok(
+            osforge()
+                .current_dir(repo())
+                .args(["--json", "build", "-p", "ephemeral", "-t", "iso", "--hosts"])
+                .arg(&hosts)
+                .arg("--output")
+                .arg(out.path().join("images"))
+                .arg("--cache-dir")
+                .arg(cache_dir())
+                .args(["--var", &runcmd, "--cmdline-append", CMDLINE_EXTRA]),
+        );
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let iso_seconds: f64 = stages_named(&report, "iso")
+            .iter()
+            .map(|s| s["seconds"].as_f64().unwrap())
+            .sum();
+        eprintln!(
+            "--hosts: {HOSTS} ISOs in {:.1} s ({:.2} s per host overall; iso stage {iso_seconds:.1} s summed over the writers)",
+            started.elapsed().as_secs_f64(),
+            started.elapsed().as_secs_f64() / HOSTS as f64
+        );
+        BuiltHosts { out, report }
+    })
+}
+
+fn stages_named<'a>(report: &'a serde_json::Value, stage: &str) -> Vec<&'a serde_json::Value> {
+    report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["stage"] == stage)
+        .collect()
+}
+
+#[test]
+fn a_hosts_file_of_ten_hosts_gives_ten_isos_from_one_cached_rootfs_and_squashfs() {
+    let built = built_hosts();
+    let report = &built.report;
+    for stage in ["bootstrap", "configure", "squashfs"] {
+        let found = stages_named(report, stage);
+        assert_eq!(found.len(), 1, "{stage} ran more than once: {report}");
+        assert_eq!(found[0]["cached"], true, "{stage} was rebuilt: {report}");
+    }
+    let isos = stages_named(report, "iso");
+    assert_eq!(isos.len(), HOSTS, "{report}");
+    let hosts = report["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), HOSTS);
+    assert!(
+        report.get("hostname").is_none(),
+        "one hostname for ten hosts"
+    );
+    let images = built.out.path().join("images");
+    let mut digests = std::collections::HashSet::new();
+    for (i, host) in (1..=HOSTS).zip(hosts) {
+        let name = format!("node-{i}");
+        assert_eq!(host["name"], name);
+        assert_eq!(host["hostname"], name);
+        assert!(
+            host["kernel_cmdline"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("{CMDLINE_EXTRA} osforge.node={i}")),
+            "{host}"
+        );
+        let artifacts = host["artifacts"].as_array().unwrap();
+        assert_eq!(artifacts.len(), 1);
+        let iso = images.join(format!("{name}.iso"));
+        assert_eq!(artifacts[0]["path"], iso.to_str().unwrap());
+        assert!(digests.insert(artifacts[0]["sha256"].as_str().unwrap().to_string()));
+        for sidecar in ["sha256", "md5sum", "manifest.json", "spdx.json"] {
+            assert!(
+                images.join(format!("{name}.iso.{sidecar}")).is_file(),
+                "{name}: no .{sidecar}"
+            );
+        }
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&fs::read(artifacts[0]["manifest"].as_str().unwrap()).unwrap())
+                .unwrap();
+        assert_eq!(manifest["artifact"]["sha256"], artifacts[0]["sha256"]);
+    }
+    assert_eq!(report["artifacts"].as_array().unwrap().len(), HOSTS);
+    // Ten hosts, five files each, and nothing else (no staging folder left).
+    assert_eq!(fs::read_dir(&images).unwrap().count(), HOSTS * 5);
+}
+
+#[test]
+fn osirrox_finds_each_host_s_own_name_address_key_and_kernel_parameter_in_its_iso() {
+    let built = built_hosts();
+    let work = temp_dir("iso-hosts-seeds-");
+    for i in 1..=HOSTS {
+        let name = format!("node-{i}");
+        let dest = work.path().join(&name);
+        run_ok(
+            Command::new("osirrox")
+                .args(["-indev"])
+                .arg(built.out.path().join(format!("images/{name}.iso")))
+                .args(["-extract", "/openstack"])
+                .arg(dest.join("openstack"))
+                .args(["-extract", "/boot/grub/grub.cfg"])
+                .arg(dest.join("grub.cfg")),
+        );
+        let read_json = |file: &str| -> serde_json::Value {
+            serde_json::from_slice(&fs::read(dest.join("openstack/latest").join(file)).unwrap())
+                .unwrap()
+        };
+        let meta = read_json("meta_data.json");
+        assert_eq!(meta["hostname"], name);
+        assert_eq!(
+            meta["public_keys"]["key-0"],
+            format!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA{i:04} ops@{name}")
+        );
+        let net = read_json("network_data.json");
+        assert_eq!(net["links"][0]["ethernet_mac_address"], host_mac(i));
+        assert_eq!(net["networks"][0]["ip_address"], host_ip(i));
+        let user_data = fs::read_to_string(dest.join("openstack/latest/user_data")).unwrap();
+        assert!(
+            user_data.contains(&format!("hostname: \"{name}\"")),
+            "{user_data}"
+        );
+        let grub_cfg = fs::read_to_string(dest.join("grub.cfg")).unwrap();
+        let params: Vec<&str> = grub_cfg
+            .split_whitespace()
+            .map(|p| p.trim_matches(['\'', '"']))
+            .filter(|p| p.starts_with("osforge."))
+            .collect();
+        assert_eq!(
+            params,
+            [CMDLINE_EXTRA.to_string(), format!("osforge.node={i}")],
+            "{name}: {grub_cfg}"
+        );
+    }
+}
+
+#[test]
+fn two_hosts_of_the_hosts_file_boot_with_their_own_name_address_and_kernel_parameter() {
+    let built = built_hosts();
+    let work = temp_dir("iso-hosts-boot-");
+    let isos: Vec<PathBuf> = (1..=2)
+        .map(|i| built.out.path().join(format!("images/node-{i}.iso")))
+        .collect();
+    // boot_all names logs by firmware and media: one work folder per host.
+    let results: Vec<Result<String, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = isos
+            .iter()
+            .enumerate()
+            .map(|(i, iso)| {
+                let dir = work.path().join(format!("node-{}", i + 1));
+                fs::create_dir_all(&dir).unwrap();
+                scope.spawn(move || {
+                    let boot = Boot {
+                        image: iso,
+                        format: ImageFormat::Raw,
+                        firmware: Firmware::Bios,
+                        media: Media::Cd,
+                        memory_mib: 1536,
+                        extra_cdroms: Vec::new(),
+                        timeout: Duration::from_secs(900),
+                    };
+                    support::qemu::boot_until(&boot, &dir, |log| has_complete_line(log, MARKER))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut failures = Vec::new();
+    for (i, result) in (1..=2).zip(results) {
+        let name = format!("node-{i}");
+        let log = match result {
+            Ok(log) => log,
+            Err(e) => {
+                failures.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        let field = |key: &str| marker_field(&log, MARKER, key).unwrap_or_default();
+        if field("hostname") != name {
+            failures.push(format!("{name}: booted as {:?}", field("hostname")));
+        }
+        if !field("addrs").split(',').any(|a| a == host_ip(i)) {
+            failures.push(format!(
+                "{name}: addresses {:?}, not {}",
+                field("addrs"),
+                host_ip(i)
+            ));
+        }
+        if !field("cmdline")
+            .split(',')
+            .any(|p| p == format!("osforge.node={i}"))
+        {
+            failures.push(format!("{name}: /proc/cmdline {:?}", field("cmdline")));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn when_one_host_s_iso_cannot_be_written_the_build_fails_and_no_host_s_files_appear() {
+    built(); // the stages are in the cache: only the ISOs are written
+    let work = temp_dir("iso-hosts-full-");
+    let hosts = work.path().join("hosts.yaml");
+    fs::write(&hosts, "hosts:\n  - name: fits\n  - name: does-not-fit\n").unwrap();
+    // Room for one ISO (about 240 MiB), not two: the second host fails.
+    let out = work.path().join("images");
+    let _mount = support::Mount::tmpfs(&out, "size=400m");
+    let result = osforge()
+        .current_dir(repo())
+        .args([
+            "--quiet",
+            "build",
+            "-p",
+            "ephemeral",
+            "-t",
+            "iso",
+            "--jobs",
+            "1",
+        ])
+        .arg("--hosts")
+        .arg(&hosts)
+        .arg("--output")
+        .arg(&out)
+        .arg("--cache-dir")
+        .arg(cache_dir())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("osforge: error: host does-not-fit: writing ")
+            && stderr.contains("No space left on device"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    let left: Vec<_> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left in the output directory: {left:?}");
 }

@@ -133,6 +133,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         cache: Cache::new(args.cache_dir.unwrap_or_else(Cache::default_root)),
         jobs: pipeline::jobs_or_default(args.jobs),
         source_date_epoch: args.source_date_epoch,
+        hosts: None,
     };
     let log = Log {
         quiet: global.quiet || global.json,

@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-
 use crate::cli::GlobalArgs;
 use crate::pipeline::cache::Cache;
 use crate::pipeline::{self, ArtifactType, BuildRequest, Log};
@@ -22,8 +20,13 @@ pub struct Args {
     #[arg(long, short, default_value = "out")]
     pub output: PathBuf,
     /// File name of the images, without extension (default: the profile name).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "hosts")]
     pub name: Option<String>,
+    /// A hosts file (YAML): one set of images per host, named after it, all
+    /// from one configured rootfs. --var, --cmdline-append, --network-data and
+    /// --user-data apply to every host; a host's own values take precedence.
+    #[arg(long, value_name = "FILE")]
+    pub hosts: Option<PathBuf>,
     /// Set a template variable the profile declares: --var hostname=node-1.
     #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
@@ -52,7 +55,8 @@ pub struct Args {
     /// Where stage outputs are cached (default: $OSFORGE_CACHE_DIR, else ~/.cache/osforge).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Compression threads (default: one per CPU).
+    /// Compression threads, and with --hosts how many hosts' images are
+    /// written at once (default: one per CPU).
     #[arg(long, short)]
     pub jobs: Option<usize>,
     /// Reproducible build: fixes every timestamp to at most this time.
@@ -88,12 +92,16 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let host_files =
         profile::HostFiles::load(args.network_data.as_deref(), args.user_data.as_deref())
             .map_err(|e| e.into_input_error())?;
+    let hosts = args
+        .hosts
+        .as_deref()
+        .map(|path| profile::HostsFile::load(path, &profile, &search))
+        .transpose()
+        .map_err(|e| e.into_input_error())?;
     let name = args.name.clone().unwrap_or_else(|| profile.name.clone());
     if name.is_empty() || name.contains('/') {
         crate::bail_input!("invalid value '{name}' for '--name': expected a file name without '/'");
     }
-    std::fs::create_dir_all(&args.output)
-        .with_context(|| format!("creating the output directory {}", args.output.display()))?;
     let request = BuildRequest {
         name,
         search,
@@ -107,6 +115,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         cache: Cache::new(args.cache_dir.unwrap_or_else(Cache::default_root)),
         jobs: pipeline::jobs_or_default(args.jobs),
         source_date_epoch: args.source_date_epoch,
+        hosts,
         profile,
     };
     let log = Log {
@@ -126,9 +135,13 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
                 &a.sha256[..16]
             );
         }
+        let hosts = match &report.hostname {
+            Some(hostname) => format!("host {hostname}"),
+            None => format!("{} hosts", report.hosts.len()),
+        };
         eprintln!(
-            "osforge: built {} for host {} in {:.1} s",
-            report.profile, report.hostname, report.seconds
+            "osforge: built {} for {hosts} in {:.1} s",
+            report.profile, report.seconds
         );
     }
     Ok(())

@@ -7,10 +7,12 @@
 //! reaches cloud-init or the kernel command line rebuilds nothing but the
 //! per-host artifact. Each artifact gets a manifest and an SBOM beside it
 //! ([`crate::manifest`]). Everything the user got wrong (profile, templates,
-//! command line) is found before the first stage runs.
+//! command line, hosts file) is found before the first stage runs. With
+//! `--hosts`, every host's artifacts are made from the same stages ([`hosts`]).
 
 mod ansible;
 pub mod cache;
+pub mod hosts;
 mod layers;
 mod oci;
 pub mod plan;
@@ -32,11 +34,12 @@ use crate::artifacts::live_iso::{self, LiveIso, Seed};
 use crate::formats::Progress;
 use crate::formats::squashfs::{self, SquashfsWriter, source::DirectorySource};
 use crate::manifest::{DebPackage, ManifestInputs, ProfileRecord, StageRecord};
-use crate::profile::{HostFiles, HostRender, Profile, SearchPath};
+use crate::profile::{HostFiles, HostRender, HostsFile, Profile, SearchPath};
 use crate::rootfs::{self, Network};
 use crate::util::output::AtomicOutput;
 use crate::util::progress::Bar;
 use cache::{Cache, Lookup, StageKey};
+use hosts::{HostReport, Staging, Target};
 
 /// Bumped when a stage's code changes what it produces, so old cache
 /// entries are not reused.
@@ -106,6 +109,9 @@ pub struct BuildRequest {
     pub cache: Cache,
     pub jobs: usize,
     pub source_date_epoch: Option<u64>,
+    /// `--hosts`: one set of artifacts per host, named after it, instead of
+    /// one named `name`; `cmdline_append` and `host_files` apply to each.
+    pub hosts: Option<HostsFile>,
 }
 
 /// Compression threads: what `--jobs` asked for, else one per CPU; at least one.
@@ -134,6 +140,9 @@ pub struct StageReport {
     pub stage: &'static str,
     /// The cache key (`<cache>/<stage>/<key>/`); None for per-host artifacts.
     pub key: Option<String>,
+    /// The host (artifact name) of a per-host stage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     pub cached: bool,
     pub seconds: f64,
     pub detail: String,
@@ -145,7 +154,7 @@ pub struct StageReport {
     pub label: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Artifact {
     #[serde(rename = "type")]
     pub kind: ArtifactType,
@@ -158,14 +167,30 @@ pub struct Artifact {
     pub sbom: PathBuf,
 }
 
+impl Artifact {
+    /// The same files, moved to `dir`.
+    fn move_to(&mut self, dir: &Path) {
+        for path in [&mut self.path, &mut self.manifest, &mut self.sbom] {
+            if let Some(name) = path.file_name() {
+                *path = dir.join(name);
+            }
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct BuildReport {
     pub profile: String,
     pub cache_dir: PathBuf,
-    pub hostname: String,
-    pub kernel_cmdline: String,
+    /// The host of a one-host build; with `--hosts`, see `hosts`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_cmdline: Option<String>,
     pub stages: Vec<StageReport>,
+    /// Every host's artifacts, host by host.
     pub artifacts: Vec<Artifact>,
+    pub hosts: Vec<HostReport>,
     pub seconds: f64,
 }
 
@@ -180,23 +205,48 @@ struct StageOutput {
 pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport> {
     let started = Instant::now();
     let mut stages = Vec::new();
-    let host = render_host(req)?;
+    let targets = hosts::targets(req)?;
     check_disk_inputs(req)?;
     let playbooks = ansible::prepare(req)?;
+    // Before the first stage: an output directory osforge cannot write fails now.
+    let staging = Staging::new(&req.output_dir)?;
     let rootfs = layers::build_rootfs(req, log, &mut stages)?;
     let configured = configure_os(req, &rootfs, log, &mut stages)?;
     let configured = ansible::run_playbooks(req, playbooks.as_ref(), configured, log, &mut stages)?;
     let packages = list_packages(&configured, log)?;
-    let artifacts = make_artifacts(req, &host, &configured, &packages, log, &mut stages)?;
+    let mut by_host = hosts::make_artifacts(
+        req,
+        &targets,
+        staging.dir(),
+        &configured,
+        &packages,
+        log,
+        &mut stages,
+    )?;
+    let artifacts: Vec<&Artifact> = by_host.iter().flatten().collect();
     write_checksums(&artifacts)?;
     write_manifests(req, &stages, &packages, &artifacts)?;
+    staging.publish(&mut by_host)?;
+    let hosts: Vec<HostReport> = targets
+        .into_iter()
+        .zip(by_host)
+        .map(|(t, artifacts)| HostReport {
+            name: t.name,
+            hostname: t.host.hostname.clone(),
+            kernel_cmdline: t.host.kernel_cmdline.to_string(),
+            artifacts,
+        })
+        .collect();
+    // Without --hosts the report keeps its one-host fields.
+    let one = hosts.first().filter(|_| req.hosts.is_none());
     Ok(BuildReport {
         profile: req.profile.name.clone(),
         cache_dir: req.cache.root().to_path_buf(),
-        hostname: host.hostname.clone(),
-        kernel_cmdline: host.kernel_cmdline.to_string(),
+        hostname: one.map(|h| h.hostname.clone()),
+        kernel_cmdline: one.map(|h| h.kernel_cmdline.clone()),
         stages,
-        artifacts,
+        artifacts: hosts.iter().flat_map(|h| h.artifacts.clone()).collect(),
+        hosts,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -255,6 +305,7 @@ fn cached_stage(
     stages.push(StageReport {
         stage: key.stage,
         key: Some(key.key.clone()),
+        host: None,
         cached,
         seconds,
         detail,
@@ -322,68 +373,14 @@ fn check_disk_inputs(req: &BuildRequest) -> anyhow::Result<()> {
         .map_err(|e| anyhow::Error::new(crate::error::InputError(format!("{e:#}"))))
 }
 
-/// The artifacts are independent once the configured rootfs exists, so
-/// they are made side by side, each with its own progress bar. qcow2 and
-/// raw are one job: both are written from the same filesystems.
-fn make_artifacts(
-    req: &BuildRequest,
-    host: &HostRender,
-    configured: &StageOutput,
-    packages: &[DebPackage],
-    log: &Log,
-    stages: &mut Vec<StageReport>,
-) -> anyhow::Result<Vec<Artifact>> {
-    let disk_types: Vec<ArtifactType> = req.types.iter().copied().filter(|t| t.is_disk()).collect();
-    let iso = req.types.contains(&ArtifactType::Iso);
-    let oci = req.types.contains(&ArtifactType::Oci);
-    let (iso_result, disk_result, oci_result) = std::thread::scope(|scope| {
-        let iso_job = iso.then(|| {
-            scope.spawn(move || {
-                let mut own = Vec::new();
-                (
-                    make_live_iso(req, host, configured, log, &mut own).map(|a| vec![a]),
-                    own,
-                )
-            })
-        });
-        let disk_job = (!disk_types.is_empty()).then(|| {
-            let types = &disk_types;
-            scope.spawn(move || {
-                let mut own = Vec::new();
-                (make_disk(req, host, configured, types, log, &mut own), own)
-            })
-        });
-        let oci_job = oci.then(|| {
-            scope.spawn(move || {
-                let mut own = Vec::new();
-                (
-                    oci::make_oci(req, configured, packages, log, &mut own).map(|a| vec![a]),
-                    own,
-                )
-            })
-        });
-        let join = |h: std::thread::ScopedJoinHandle<'_, _>| {
-            h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
-        };
-        (iso_job.map(join), disk_job.map(join), oci_job.map(join))
-    });
-    let mut by_type = Vec::new();
-    for (result, own) in [iso_result, disk_result, oci_result].into_iter().flatten() {
-        stages.extend(own);
-        by_type.extend(result?);
-    }
-    // In the order the types were asked for.
-    by_type.sort_by_key(|a: &Artifact| req.types.iter().position(|t| *t == a.kind));
-    Ok(by_type)
-}
-
-/// The disk images (qcow2 and/or raw) of this host: the configured rootfs
-/// split onto the profile's partitions, GRUB for BIOS and UEFI. Not cached:
-/// they are per host (kernel command line) and the caches behind them are
-/// what is slow.
+/// The disk images (qcow2 and/or raw) of this host, in `dir`: the configured
+/// rootfs split onto the profile's partitions, GRUB for BIOS and UEFI. Not
+/// cached: they are per host (kernel command line) and the caches behind
+/// them are what is slow.
 fn make_disk(
     req: &BuildRequest,
-    host: &HostRender,
+    target: &Target,
+    dir: &Path,
     configured: &StageOutput,
     types: &[ArtifactType],
     log: &Log,
@@ -407,9 +404,7 @@ fn make_disk(
             };
             disk::Output {
                 format,
-                path: req
-                    .output_dir
-                    .join(format!("{}.{}", req.name, format.extension())),
+                path: dir.join(format!("{}.{}", target.name, format.extension())),
             }
         })
         .collect();
@@ -418,6 +413,7 @@ fn make_disk(
     // configured rootfs, which needs the same filesystem.
     let scratch = req.cache.root().join("tmp");
     std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+    let host = &target.host;
     let title = format!("{} ({})", req.profile.description, host.hostname);
     let cmdline = host.kernel_cmdline.to_string();
     let image = disk::DiskImage {
@@ -463,7 +459,7 @@ fn make_disk(
         .map(|o| {
             format!(
                 "{} ({})",
-                o.path.display(),
+                final_path(req, &o.path).display(),
                 crate::util::size::human_bytes(o.file_size_bytes)
             )
         })
@@ -478,6 +474,7 @@ fn make_disk(
     stages.push(StageReport {
         stage: "disk",
         key: None,
+        host: Some(target.name.clone()),
         cached: false,
         seconds,
         detail,
@@ -582,15 +579,18 @@ fn make_squashfs(
     Ok(out.dir.join("filesystem.squashfs"))
 }
 
+/// The host's live ISO in `dir`, around the shared `squashfs`.
 fn make_live_iso(
     req: &BuildRequest,
-    host: &HostRender,
+    target: &Target,
+    dir: &Path,
     configured: &StageOutput,
+    squashfs: &Path,
     log: &Log,
     stages: &mut Vec<StageReport>,
 ) -> anyhow::Result<Artifact> {
-    let squashfs = make_squashfs(req, configured, log, stages)?;
     let started = Instant::now();
+    let host = &target.host;
     let mut cmdline = host.kernel_cmdline.clone();
     // live-boot only acts with boot=live; profiles for ISO hosts usually carry
     // it, but any profile can be built as an ISO.
@@ -613,12 +613,12 @@ fn make_live_iso(
         anyhow::bail!("profile {} renders no cloud-init seed", req.profile.name);
     };
     let grub_cfg = render_grub_cfg(req, host, &cmdline.to_string())?;
-    let out = req.output_dir.join(format!("{}.iso", req.name));
+    let out = dir.join(format!("{}.iso", target.name));
     let bar = Bar::bytes("iso", 0, log.progress);
     let summary = live_iso::write(
         &LiveIso {
             rootfs: &configured.dir.join("root"),
-            squashfs: &squashfs,
+            squashfs,
             grub_cfg,
             volume_id: req.profile.iso.volume_id.as_str(),
             seed: &seed,
@@ -632,7 +632,7 @@ fn make_live_iso(
     let seconds = started.elapsed().as_secs_f64();
     let detail = format!(
         "{} ({}, label {})",
-        out.display(),
+        final_path(req, &out).display(),
         crate::util::size::human_bytes(summary.size_bytes),
         req.profile.iso.volume_id
     );
@@ -640,6 +640,7 @@ fn make_live_iso(
     stages.push(StageReport {
         stage: "iso",
         key: None,
+        host: Some(target.name.clone()),
         cached: false,
         seconds,
         detail,
@@ -664,6 +665,11 @@ fn render_grub_cfg(req: &BuildRequest, host: &HostRender, cmdline: &str) -> anyh
     );
     context.insert("cmdline", &crate::boot::grub_cfg::quote_cmdline(cmdline));
     crate::boot::grub_cfg::render(&template, &context)
+}
+
+/// Where a file written to the staging folder ends up, for what the user reads.
+fn final_path(req: &BuildRequest, staged: &Path) -> PathBuf {
+    req.output_dir.join(staged.file_name().unwrap_or_default())
 }
 
 fn describe_artifact(kind: ArtifactType, path: PathBuf) -> anyhow::Result<Artifact> {
@@ -698,7 +704,7 @@ fn describe_artifact(kind: ArtifactType, path: PathBuf) -> anyhow::Result<Artifa
 
 /// `<artifact>.sha256` and `<artifact>.md5sum` in sha256sum/md5sum format, as
 /// Airship's pipelines expect beside each image.
-fn write_checksums(artifacts: &[Artifact]) -> anyhow::Result<()> {
+fn write_checksums(artifacts: &[&Artifact]) -> anyhow::Result<()> {
     for a in artifacts {
         let name = a
             .path
@@ -722,7 +728,7 @@ fn write_manifests(
     req: &BuildRequest,
     stages: &[StageReport],
     packages: &[DebPackage],
-    artifacts: &[Artifact],
+    artifacts: &[&Artifact],
 ) -> anyhow::Result<()> {
     let profile = ProfileRecord::of(&req.profile)?;
     for a in artifacts {

@@ -20,8 +20,10 @@ use crate::manifest::DebPackage;
 use crate::util::output::AtomicOutput;
 use crate::util::progress::Bar;
 
+/// Writes `NAME.oci.tar` into `dir` (the build's staging folder).
 pub(super) fn make_oci(
     req: &BuildRequest,
+    dir: &Path,
     configured: &StageOutput,
     packages: &[DebPackage],
     log: &Log,
@@ -29,7 +31,7 @@ pub(super) fn make_oci(
 ) -> anyhow::Result<Artifact> {
     let started = Instant::now();
     let root = configured.dir.join("root");
-    let out_path = req.output_dir.join(format!("{}.oci.tar", req.name));
+    let out_path = dir.join(format!("{}.oci.tar", req.name));
     let tree = DirTree::scan(&root, true, &[]).context("scanning the configured rootfs")?;
     let profile = crate::manifest::ProfileRecord::of(&req.profile)?;
     let mut labels = BTreeMap::new();
@@ -90,6 +92,7 @@ pub(super) fn make_oci(
     stages.push(StageReport {
         stage: "oci",
         key: None,
+        host: None,
         cached: false,
         seconds,
         detail,

@@ -88,25 +88,7 @@ impl Freezer<'_> {
         let file = tidy(&base.join(relative));
         // Profiles are input from others (a site repo, a bundle): a path must
         // not reach the build host's files (`../../etc/shadow`, a symlink out).
-        let base_dir = if base.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            base.as_path()
-        };
-        let lexically_inside = if tidy(base_dir) == Path::new(".") {
-            !file.is_absolute() && !file.starts_with("..")
-        } else {
-            file.starts_with(tidy(base_dir))
-        };
-        let really_inside = || match (
-            std::fs::canonicalize(base_dir),
-            std::fs::canonicalize(&file),
-        ) {
-            (Ok(real_base), Ok(real_file)) => real_file.starts_with(real_base),
-            // Missing: reading it fails below with its own message.
-            _ => true,
-        };
-        if !(self.search.allow_files_outside || (lexically_inside && really_inside())) {
+        if !(self.search.allow_files_outside || is_inside(&base, &file)) {
             return Err(self.error(
                 at,
                 format!(
@@ -134,6 +116,27 @@ impl Freezer<'_> {
             self.sources.push(file);
         }
     }
+}
+
+/// Whether `file` (already joined to `base` and tidied) stays inside the
+/// folder `base`, by its path and by where its symlinks lead. A file that
+/// does not exist counts as inside: reading it fails with its own message.
+pub(crate) fn is_inside(base: &Path, file: &Path) -> bool {
+    let base_dir = if base.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        base
+    };
+    let lexically_inside = if tidy(base_dir) == Path::new(".") {
+        !file.is_absolute() && !file.starts_with("..")
+    } else {
+        file.starts_with(tidy(base_dir))
+    };
+    lexically_inside
+        && match (std::fs::canonicalize(base_dir), std::fs::canonicalize(file)) {
+            (Ok(real_base), Ok(real_file)) => real_file.starts_with(real_base),
+            _ => true,
+        }
 }
 
 /// The whole profile, one section at a time; each step fails at the value at fault.
@@ -370,27 +373,32 @@ fn check_variables(
 ) -> Result<BTreeMap<String, serde_json::Value>, ProfileError> {
     for (name, value) in &variables {
         let at = KeyPath::root().key("variables").key(name.as_str());
-        check_variable_name(name).map_err(|m| fz.error(&at, m))?;
-        if name == "profile" {
-            return Err(fz.error(&at, "'profile' is set by osforge (the profile's name)"));
-        }
-        let text = match value {
-            serde_json::Value::Null => continue,
-            serde_json::Value::String(s) => s.as_str(),
-            _ if matches!(name.as_str(), "hostname" | "uuid" | "instance_id") => {
-                return Err(fz.error(&at, "expected a string"));
-            }
-            _ => continue,
-        };
-        let check = match name.as_str() {
-            "hostname" => check_hostname(text),
-            "uuid" if !is_uuid(text) => Err(format!("'{text}' is not a UUID")),
-            "instance_id" => check_single_line("instance_id", text),
-            _ => Ok(()),
-        };
-        check.map_err(|m| fz.error(&at, m))?;
+        check_variable(name, value).map_err(|m| fz.error(&at, m))?;
     }
     Ok(variables)
+}
+
+/// One variable's name, and its value where osforge reads it itself
+/// (`hostname`, `uuid`, `instance_id`); a profile's or a hosts file's.
+pub(crate) fn check_variable(name: &str, value: &serde_json::Value) -> Result<(), String> {
+    check_variable_name(name)?;
+    if name == "profile" {
+        return Err("'profile' is set by osforge (the profile's name)".into());
+    }
+    let text = match value {
+        serde_json::Value::Null => return Ok(()),
+        serde_json::Value::String(s) => s.as_str(),
+        _ if matches!(name, "hostname" | "uuid" | "instance_id") => {
+            return Err("expected a string".into());
+        }
+        _ => return Ok(()),
+    };
+    match name {
+        "hostname" => check_hostname(text),
+        "uuid" if !is_uuid(text) => Err(format!("'{text}' is not a UUID")),
+        "instance_id" => check_single_line("instance_id", text),
+        _ => Ok(()),
+    }
 }
 
 fn freeze_cloud_init(doc: CloudInitDoc, fz: &mut Freezer<'_>) -> Result<CloudInit, ProfileError> {

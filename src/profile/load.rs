@@ -369,15 +369,9 @@ pub(crate) fn apply_vars(
         let flag = format!("--var {key}");
         let declared = entries.iter().any(|e| &e.key == key);
         if !declared && !BUILTIN_VARIABLES.contains(&key.as_str()) {
-            let mut known: Vec<&str> = entries.iter().map(|e| e.key.as_str()).collect();
-            known.extend(BUILTIN_VARIABLES);
-            known.sort_unstable();
             return Err(ProfileError::InvalidArgument {
                 flag,
-                message: format!(
-                    "profile '{profile}' has no variable '{key}' (it has {})",
-                    known.join(", ")
-                ),
+                message: no_such_variable(profile, key, entries.iter().map(|e| e.key.as_str())),
             });
         }
         let value = parse_var_value(text).map_err(|message| ProfileError::InvalidArgument {
@@ -395,6 +389,23 @@ pub(crate) fn apply_vars(
         }
     }
     Ok(())
+}
+
+/// "profile 'web' has no variable 'x' (it has a, b, ...)": what `--var` and
+/// a hosts file say about a variable the profile does not declare.
+pub(crate) fn no_such_variable<'a>(
+    profile: &str,
+    key: &str,
+    declared: impl Iterator<Item = &'a str>,
+) -> String {
+    let mut known: Vec<&str> = declared.collect();
+    known.extend(BUILTIN_VARIABLES);
+    known.sort_unstable();
+    known.dedup();
+    format!(
+        "profile '{profile}' has no variable '{key}' (it has {})",
+        known.join(", ")
+    )
 }
 
 /// `4` → integer, `true` → boolean, `[a, b]` → list, `"4"` → the string 4, an

@@ -22,7 +22,8 @@
 //! Files: `node` (the YAML tree with origins), `de` (typed structs from it),
 //! `merge`, `load` (search, inherits, `--var`), `schema` (the file format),
 //! `validate` (single values), `disk`, `cmdline`, `freeze` (whole-profile checks),
-//! `model` (the frozen profile), `render` (per-host output).
+//! `model` (the frozen profile), `render` (per-host output), `hosts` (a hosts
+//! file: many hosts of one profile).
 
 mod ansible;
 mod cmdline;
@@ -33,6 +34,7 @@ pub(crate) use disk::tests as disk_layouts;
 mod error;
 mod expand;
 mod freeze;
+mod hosts;
 mod layer;
 mod load;
 mod merge;
@@ -51,6 +53,7 @@ pub use disk::{
 pub use error::{KeyPath, PathSegment, ProfileError, SourceLocation};
 pub use expand::OsTemplate;
 pub use freeze::{CONFIGDRIVE_VOLUME_ID, NOCLOUD_VOLUME_ID};
+pub use hosts::{HostEntry, HostsFile};
 pub use layer::{Cmd, LogLevel, PkgManager, RootfsSource};
 pub use load::{SearchPath, parse_var_arg};
 pub use model::{

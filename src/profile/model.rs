@@ -292,14 +292,30 @@ impl Profile {
         vars: &[(String, String)],
     ) -> Vec<(&'a str, &'a str)> {
         let mut found: Vec<(&str, &str)> = Vec::new();
-        for t in &self.os_templates {
-            for v in &t.variables {
-                if vars.iter().any(|(k, _)| k == v) && !found.iter().any(|(f, _)| f == v) {
-                    found.push((v.as_str(), t.key_path.as_str()));
-                }
+        for (var, _) in vars {
+            if let Some(used) = self.os_use_of(var)
+                && !found.contains(&used)
+            {
+                found.push(used);
             }
         }
         found
+    }
+
+    /// The first OS value (`sysctl.vm.swappiness`) that uses the variable
+    /// `var`: setting it changes the configure stage's key.
+    pub fn os_key_using(&self, var: &str) -> Option<&str> {
+        self.os_use_of(var).map(|(_, key)| key)
+    }
+
+    /// (the variable, the first OS value's key path) when an OS value uses `var`.
+    fn os_use_of(&self, var: &str) -> Option<(&str, &str)> {
+        self.os_templates.iter().find_map(|t| {
+            t.variables
+                .iter()
+                .find(|v| *v == var)
+                .map(|v| (v.as_str(), t.key_path.as_str()))
+        })
     }
 
     /// The inputs of the rootfs stage, for its cache key.
