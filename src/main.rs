@@ -29,6 +29,12 @@ fn main() -> ExitCode {
     osforge::util::cleanup::install_signal_handler();
     match osforge::commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(_) if osforge::util::cleanup::interrupted() => {
+            // The signal handler is removing temporaries and exits with 130.
+            loop {
+                std::thread::park();
+            }
+        }
         Err(err) => {
             // One line: the chain joined with ": ", as `{:#}` prints it.
             eprintln!("osforge: error: {err:#}");

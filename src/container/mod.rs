@@ -89,6 +89,8 @@ const SAVED_SUFFIX: &str = ".osforge-saved";
 /// An open working container over `root`; [`close`](Self::close) puts the
 /// tree back as it was (apart from what the commands did).
 pub struct WorkingContainer {
+    /// The proxy's password, hidden in the log and in errors.
+    secret: Option<String>,
     root: PathBuf,
     env: Vec<(String, String)>,
     log_path: PathBuf,
@@ -119,6 +121,7 @@ impl WorkingContainer {
             env,
             log_path: log_path.to_path_buf(),
             placed: Vec::new(),
+            secret: network.secret().map(str::to_string),
         };
         container.place(
             POLICY_RC_D,
@@ -244,8 +247,10 @@ impl WorkingContainer {
         let stderr = child.stderr.take().expect("piped");
         // stderr is drained on its own thread so that neither pipe fills up.
         let err_log = log.try_clone().map_err(io(&self.log_path))?;
-        let err_thread = std::thread::spawn(move || copy_lines(stderr, err_log, |_| {}));
-        let mut last = copy_lines(stdout, log, &mut echo);
+        let secret = self.secret.clone();
+        let err_thread =
+            std::thread::spawn(move || copy_lines(stderr, err_log, secret.as_deref(), |_| {}));
+        let mut last = copy_lines(stdout, log, self.secret.as_deref(), &mut echo);
         let err_last = err_thread.join().unwrap_or_default();
         let status = child.wait().map_err(Error::Spawn);
         crate::util::process::untrack(&child);
@@ -294,17 +299,24 @@ fn saved_path(path: &Path) -> PathBuf {
 }
 
 /// Copies `from` into `to` line by line; returns the last non-empty line.
+/// Lines go through `secret` hiding: a tool run at high verbosity may print
+/// its environment, proxy password included.
 fn copy_lines(
     from: impl std::io::Read,
     mut to: File,
+    secret: Option<&str>,
     mut each: impl FnMut(&str),
 ) -> Option<String> {
     let mut last = None;
     for line in BufReader::new(from).split(b'\n') {
         let Ok(line) = line else { break };
-        let _ = to.write_all(&line);
-        let _ = to.write_all(b"\n");
         let text = String::from_utf8_lossy(&line);
+        let text = match secret {
+            Some(secret) => crate::util::redact::secrets(&text, &[secret]),
+            None => text.into_owned(),
+        };
+        let _ = to.write_all(text.as_bytes());
+        let _ = to.write_all(b"\n");
         let text = text.trim_end();
         each(text);
         if !text.trim().is_empty() {

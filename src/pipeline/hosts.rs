@@ -228,22 +228,45 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub(super) struct Staging {
     dir: tempfile::TempDir,
     out: PathBuf,
+    /// Held while the build runs: a staging folder whose lock is free was
+    /// left by a killed build, and the next build removes it.
+    _lock: std::fs::File,
 }
 
+const STAGING_PREFIX: &str = ".osforge-tmp-build-";
+const STAGING_LOCK: &str = ".lock";
+
 impl Staging {
-    /// Creates the output directory too: only now, once every input is
-    /// checked, so bad input leaves no trace.
+    /// Creates `out` (only once every input is checked, so bad input leaves
+    /// no trace) and checks that a file can be made in it.
+    pub fn check_writable(out: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(out)
+            .with_context(|| format!("creating the output directory {}", out.display()))?;
+        tempfile::Builder::new()
+            .prefix(".osforge-tmp-probe-")
+            .tempfile_in(out)
+            .with_context(|| format!("writing in the output directory {}", out.display()))?;
+        Ok(())
+    }
+
     pub fn new(out: &Path) -> anyhow::Result<Staging> {
         std::fs::create_dir_all(out)
             .with_context(|| format!("creating the output directory {}", out.display()))?;
+        remove_stale(out);
         let dir = tempfile::Builder::new()
-            .prefix(".osforge-tmp-build-")
+            .prefix(STAGING_PREFIX)
             .tempdir_in(out)
             .with_context(|| format!("creating a staging folder in {}", out.display()))?;
         cleanup::register(dir.path());
+        let lock_path = dir.path().join(STAGING_LOCK);
+        let lock = std::fs::File::create(&lock_path)
+            .with_context(|| format!("creating {}", lock_path.display()))?;
+        // SAFETY: flock on a descriptor we own.
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
         Ok(Staging {
             dir,
             out: out.to_path_buf(),
+            _lock: lock,
         })
     }
 
@@ -260,6 +283,7 @@ impl Staging {
             .map(|e| e.map(|e| e.file_name()))
             .collect::<Result<_, _>>()?;
         names.sort();
+        names.retain(|n| n != STAGING_LOCK);
         for name in names {
             let (from, to) = (self.dir().join(&name), self.out.join(&name));
             std::fs::rename(&from, &to)
@@ -269,6 +293,36 @@ impl Staging {
             a.move_to(&self.out);
         }
         Ok(())
+    }
+}
+
+/// Removes staging folders of killed builds (SIGKILL gives no chance to
+/// clean up): those whose lock no live build holds.
+fn remove_stale(out: &Path) {
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(STAGING_PREFIX)
+        {
+            continue;
+        }
+        let Ok(lock) = std::fs::File::open(entry.path().join(STAGING_LOCK)) else {
+            continue; // being created or removed right now
+        };
+        // SAFETY: flock on a descriptor we own.
+        let free = unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&lock),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        } == 0;
+        if free {
+            cleanup::remove_dir_all_retrying(&entry.path());
+        }
     }
 }
 

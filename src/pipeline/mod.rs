@@ -208,12 +208,15 @@ pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport>
     let targets = hosts::targets(req)?;
     check_disk_inputs(req)?;
     let playbooks = ansible::prepare(req)?;
-    // Before the first stage: an output directory osforge cannot write fails now.
-    let staging = Staging::new(&req.output_dir)?;
+    // Before the first stage: an output directory osforge cannot write fails
+    // now. The staging folder itself comes only with the artifacts, so that
+    // a build killed during the stages leaves nothing in the output directory.
+    Staging::check_writable(&req.output_dir)?;
     let rootfs = layers::build_rootfs(req, log, &mut stages)?;
     let configured = configure_os(req, &rootfs, log, &mut stages)?;
     let configured = ansible::run_playbooks(req, playbooks.as_ref(), configured, log, &mut stages)?;
     let packages = list_packages(&configured, log)?;
+    let staging = Staging::new(&req.output_dir)?;
     let mut by_host = hosts::make_artifacts(
         req,
         &targets,
@@ -781,7 +784,7 @@ mod tests {
             "vmdk"
                 .parse::<ArtifactType>()
                 .unwrap_err()
-                .contains("expected iso, qcow2 or raw")
+                .contains("expected iso, qcow2, raw or oci")
         );
     }
 }

@@ -81,6 +81,21 @@ pub struct Network {
 }
 
 impl Network {
+    /// The proxy's password, to be kept out of anything shown.
+    pub fn secret(&self) -> Option<&str> {
+        self.proxy
+            .as_deref()
+            .and_then(crate::util::redact::password_of)
+    }
+
+    /// `text` with the proxy's password hidden.
+    pub fn redact(&self, text: &str) -> String {
+        match self.secret() {
+            Some(secret) => crate::util::redact::secrets(text, &[secret]),
+            None => text.to_string(),
+        }
+    }
+
     /// `--proxy`/`--no-proxy` when given, else the usual variables of the
     /// environment osforge runs in (`https_proxy` first: mirrors and
     /// registries are mostly HTTPS), so a build behind a proxy works as
@@ -178,7 +193,8 @@ pub fn bootstrap(spec: &BootstrapSpec, network: &Network, dir: &Path) -> anyhow:
     if !status.success() {
         bail!(
             "mmdebstrap failed ({status}): {}; full log in {}",
-            last_error_line(&log_path).unwrap_or_else(|| "no error message".into()),
+            network
+                .redact(&last_error_line(&log_path).unwrap_or_else(|| "no error message".into())),
             log_path.display()
         );
     }

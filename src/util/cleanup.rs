@@ -13,6 +13,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a signal is being handled: the handler is cleaning up and will
+/// exit with 130, so an error the interruption caused elsewhere must not
+/// end osforge first with another code.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
 
 pub fn register(path: &Path) {
     PENDING
@@ -33,9 +41,23 @@ pub fn remove_all() {
     let pending = std::mem::take(&mut *PENDING.lock().unwrap_or_else(|e| e.into_inner()));
     for path in pending {
         if path.is_dir() {
-            let _ = std::fs::remove_dir_all(&path);
+            remove_dir_all_retrying(&path);
         } else {
             let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+/// `remove_dir_all` that finishes the job when another thread removes parts
+/// of the same tree at the same time (the build's own error path does, as
+/// the interrupted stage fails): std gives up at the first entry that
+/// vanished under it, so it is run again until the tree is gone.
+pub fn remove_dir_all_retrying(path: &Path) {
+    for _ in 0..20 {
+        match std::fs::remove_dir_all(path) {
+            Ok(()) => return,
+            Err(_) if std::fs::symlink_metadata(path).is_err() => return,
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
         }
     }
 }
@@ -43,6 +65,7 @@ pub fn remove_all() {
 /// Installs the SIGINT/SIGTERM/SIGHUP handler. Safe to call more than once.
 pub fn install_signal_handler() {
     let _ = ctrlc::set_handler(|| {
+        INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
         // Children first: a tar still unpacking would refill what is removed.
         super::process::kill_running();
         remove_all();

@@ -227,10 +227,13 @@ impl Cache {
             self.hold(key);
             Ok((final_dir, value))
         });
-        cleanup::unregister(&temp_path);
+        // Removed before it is unregistered: a signal arriving meanwhile
+        // still finds it registered, and the handler finishes the removal
+        // before it exits (it would otherwise exit in the middle of this one).
         if outcome.is_err() {
             let _ = remove_tree(&temp_path);
         }
+        cleanup::unregister(&temp_path);
         // A successful rename leaves the TempDir guard pointing at nothing.
         std::mem::forget(temp);
         outcome
