@@ -116,10 +116,12 @@ fn broken_entries(cache: &Path) -> Vec<PathBuf> {
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if entry.path().is_dir() && !name.starts_with('.') && stage.file_name() != "tmp" {
-                if !entry.path().join("manifest.json").is_file() {
-                    broken.push(entry.path());
-                }
+            if entry.path().is_dir()
+                && !name.starts_with('.')
+                && stage.file_name() != "tmp"
+                && !entry.path().join("manifest.json").is_file()
+            {
+                broken.push(entry.path());
             }
         }
     }
