@@ -4,7 +4,8 @@
 //! with `--proxy http://user:password@…` must bootstrap through it
 //! (mmdebstrap's apt), install its child layer's package through it (apt in
 //! the working container), pull its container-image source through it
-//! (skopeo), leave no proxy setting in the image, and never show the
+//! (skopeo, from a registry on this machine's own address), leave no proxy
+//! setting in the image, and never show the
 //! password: not on the console, not in the `--json` report, not in any file
 //! of the cache or the output.
 
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
+use support::registry::Registry;
 use support::{osforge, require_root, run_ok, temp_dir};
 
 const USER: &str = "osforge";
@@ -247,4 +249,67 @@ fn a_cold_build_goes_through_an_authenticating_proxy_and_keeps_its_password_out_
             .lines()
             .any(|l| l.trim_start_matches("./") == "usr/bin/hello")
     );
+
+    // The image as the source of another profile, pulled (skopeo) through
+    // the proxy. The registry listens on this machine's own address: Go's
+    // HTTP client, skopeo's, never sends loopback traffic through a proxy.
+    let Some(address) = host_address() else {
+        panic!("this machine has no non-loopback IPv4 address to serve the registry on");
+    };
+    let registry = Registry::start_on(address);
+    let reference = format!("docker://{address}:{}/osforge/tiny:1", registry.port);
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "--quiet", "--dest-tls-verify=false"])
+            .arg(format!("oci-archive:{}", image.display()))
+            .arg(&reference)
+            .env_remove("http_proxy")
+            .env_remove("https_proxy"),
+    );
+    fs::write(
+        profiles.join("tiny-image.yaml"),
+        format!(
+            "description: tiny-hello's image from a registry\ninherits: [tiny]\n\
+             source: {{ref: \"{reference}\", tls_verify: false}}\n"
+        ),
+    )
+    .unwrap();
+    let out = osforge()
+        .args(["--json", "build", "--type", "oci", "--profile"])
+        .arg(profiles.join("tiny-image.yaml"))
+        .arg("--output")
+        .arg(&out_dir)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .arg("--proxy")
+        .arg(proxy.url())
+        .args(["--no-proxy", ""])
+        .output()
+        .unwrap();
+    let console = text(&out);
+    assert!(
+        out.status.success(),
+        "the build from the registry failed:\n{console}"
+    );
+    assert!(
+        !console.contains(PASSWORD),
+        "password on the console:\n{console}"
+    );
+    let pulled = format!("{address}:{}/v2/", registry.port);
+    assert!(
+        proxy.log().contains(&pulled),
+        "the image was not pulled through the proxy (no {pulled} in its log):\n{}",
+        proxy.log()
+    );
+    let leaks = files_containing(&cache, PASSWORD.as_bytes());
+    assert!(leaks.is_empty(), "password in cache files: {leaks:?}");
+}
+
+/// This machine's first non-loopback IPv4 address.
+fn host_address() -> Option<std::net::Ipv4Addr> {
+    let out = Command::new("hostname").arg("-I").output().ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|a| a.parse::<std::net::Ipv4Addr>().ok())
+        .find(|a| !a.is_loopback())
 }

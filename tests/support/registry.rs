@@ -15,9 +15,15 @@ pub struct Registry {
 
 impl Registry {
     pub fn start() -> Registry {
+        Registry::start_on(std::net::Ipv4Addr::LOCALHOST)
+    }
+
+    /// On `address` (a non-loopback one, for clients that never send
+    /// loopback traffic through a proxy, as Go's net/http does not).
+    pub fn start_on(address: std::net::Ipv4Addr) -> Registry {
         require_tool("docker-registry", "docker-registry");
         let dir = temp_dir("registry-");
-        let port = TcpListener::bind("127.0.0.1:0")
+        let port = TcpListener::bind((address, 0))
             .unwrap()
             .local_addr()
             .unwrap()
@@ -26,7 +32,7 @@ impl Registry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}:{port}\n",
                 dir.path().join("data").display()
             ),
         )
@@ -46,7 +52,7 @@ impl Registry {
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while TcpStream::connect((address, port)).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "docker-registry did not listen on {port}: {}",
