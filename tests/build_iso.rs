@@ -659,15 +659,7 @@ fn two_hosts_of_the_hosts_file_boot_with_their_own_name_address_and_kernel_param
                 let dir = work.path().join(format!("node-{}", i + 1));
                 fs::create_dir_all(&dir).unwrap();
                 scope.spawn(move || {
-                    let boot = Boot {
-                        image: iso,
-                        format: ImageFormat::Raw,
-                        firmware: Firmware::Bios,
-                        media: Media::Cd,
-                        memory_mib: 1536,
-                        extra_cdroms: Vec::new(),
-                        timeout: Duration::from_secs(900),
-                    };
+                    let boot = Boot::live_cd_bios(iso);
                     support::qemu::boot_until(&boot, &dir, |log| has_complete_line(log, MARKER))
                 })
             })

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+use support::report_stage as stage;
 
 use support::qemu::{Boot, Firmware, ImageFormat, Media, boot_all};
 use support::{SnapshotOptions, diff_snapshots, require_root, run_ok, snapshot};
@@ -243,15 +244,6 @@ fn built() -> &'static Built {
         }
         b
     })
-}
-
-fn stage<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    report["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["stage"] == name)
-        .unwrap_or_else(|| panic!("no {name} stage in {report}"))
 }
 
 #[test]

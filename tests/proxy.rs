@@ -144,6 +144,25 @@ fn contains(path: &Path, needle: &[u8]) -> bool {
     }
 }
 
+/// `osforge --json build --type oci` of `profile` with `--proxy`.
+fn build_oci_through(proxy: &Proxy, profile: &Path, out_dir: &Path, cache: &Path) -> Output {
+    osforge()
+        .args(["--json", "build", "--type", "oci", "--profile"])
+        .arg(profile)
+        .arg("--output")
+        .arg(out_dir)
+        .arg("--cache-dir")
+        .arg(cache)
+        .arg("--proxy")
+        .arg(proxy.url())
+        // The loopback default of many setups would send nothing through it.
+        .args(["--no-proxy", ""])
+        .env_remove("http_proxy")
+        .env_remove("https_proxy")
+        .output()
+        .unwrap()
+}
+
 fn text(out: &Output) -> String {
     format!(
         "{}{}",
@@ -182,21 +201,7 @@ fn a_cold_build_goes_through_an_authenticating_proxy_and_keeps_its_password_out_
     .unwrap();
     let cache = work.path().join("cache");
     let out_dir = work.path().join("out");
-    let out = osforge()
-        .args(["--json", "build", "--type", "oci", "--profile"])
-        .arg(profiles.join("tiny-hello.yaml"))
-        .arg("--output")
-        .arg(&out_dir)
-        .arg("--cache-dir")
-        .arg(&cache)
-        .arg("--proxy")
-        .arg(proxy.url())
-        // The loopback default of many setups would send nothing through it.
-        .args(["--no-proxy", ""])
-        .env_remove("http_proxy")
-        .env_remove("https_proxy")
-        .output()
-        .unwrap();
+    let out = build_oci_through(&proxy, &profiles.join("tiny-hello.yaml"), &out_dir, &cache);
     let console = text(&out);
     assert!(out.status.success(), "the build failed:\n{console}");
     let proxy_log = proxy.log();
@@ -274,18 +279,7 @@ fn a_cold_build_goes_through_an_authenticating_proxy_and_keeps_its_password_out_
         ),
     )
     .unwrap();
-    let out = osforge()
-        .args(["--json", "build", "--type", "oci", "--profile"])
-        .arg(profiles.join("tiny-image.yaml"))
-        .arg("--output")
-        .arg(&out_dir)
-        .arg("--cache-dir")
-        .arg(&cache)
-        .arg("--proxy")
-        .arg(proxy.url())
-        .args(["--no-proxy", ""])
-        .output()
-        .unwrap();
+    let out = build_oci_through(&proxy, &profiles.join("tiny-image.yaml"), &out_dir, &cache);
     let console = text(&out);
     assert!(
         out.status.success(),

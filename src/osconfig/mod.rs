@@ -447,13 +447,7 @@ pub(crate) fn run_in_root(root: &Path, program: &str, args: &[String]) -> anyhow
         .with_context(|| format!("cannot chroot into {} to run {program}", root.display()))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let line = stderr
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .trim()
-            .to_string();
+        let line = crate::util::process::last_line(&stderr).unwrap_or("");
         bail!(
             "{program} {} failed in the image ({}): {line}",
             redacted(args).join(" "),

@@ -285,17 +285,18 @@ fn tree_digest(root: &Path) -> anyhow::Result<String> {
 /// (file capabilities); shared blocks where the filesystem can (reflinks).
 /// `--preserve=xattr` after `-a` makes a lost xattr an error, not silence.
 fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
-    let out = Command::new("cp")
-        .args([
-            "-a",
-            "--reflink=auto",
-            "--preserve=xattr",
-            "--no-target-directory",
-        ])
-        .arg(from)
-        .arg(to)
-        .output()
-        .context("cannot run cp")?;
+    let mut cmd = Command::new("cp");
+    cmd.args([
+        "-a",
+        "--reflink=auto",
+        "--preserve=xattr",
+        "--no-target-directory",
+    ])
+    .arg(from)
+    .arg(to);
+    // Tracked, so that an interruption stops the copy before the handler
+    // removes the stage's temporary directory it writes into.
+    let out = crate::util::process::output(&mut cmd).context("cannot run cp")?;
     if !out.status.success() {
         bail!(
             "copying {} to {} failed: {}",

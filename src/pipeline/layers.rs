@@ -16,7 +16,8 @@
 //! `--var`s; one that does not load alone (a fragment meant only to be
 //! inherited) is not a layer, and the chain looks further up.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
@@ -34,23 +35,34 @@ pub(super) const BOOTSTRAP_FORMAT: u32 = 1;
 /// The profiles whose root filesystems stack up to the one being built,
 /// the bottom one first.
 fn chain(req: &BuildRequest, log: &Log) -> Vec<Profile> {
+    // Each ancestor is loaded once, though every profile of the chain
+    // looks at the ancestors above it.
+    let mut loaded: HashMap<PathBuf, Option<Profile>> = HashMap::new();
+    let mut load = |path: &PathBuf| -> Option<Profile> {
+        loaded
+            .entry(path.clone())
+            .or_insert_with(
+                || match profile::load(&path.to_string_lossy(), &req.search, &[]) {
+                    Ok(ancestor) => Some(ancestor),
+                    Err(e) => {
+                        if !log.quiet && std::env::var_os("OSFORGE_DEBUG").is_some() {
+                            log.info(&format!("layers: {} is not a layer: {e}", path.display()));
+                        }
+                        None
+                    }
+                },
+            )
+            .clone()
+    };
     let mut chain = vec![req.profile.clone()];
     loop {
         let current = chain.last().expect("never empty");
         let ancestors = &current.lineage[..current.lineage.len().saturating_sub(1)];
-        let base = ancestors.iter().rev().find_map(|path| {
-            let name = path.to_string_lossy();
-            match profile::load(&name, &req.search, &[]) {
-                Ok(ancestor) if adds_only_to(current, &ancestor) => Some(ancestor),
-                Ok(_) => None,
-                Err(e) => {
-                    if !log.quiet && std::env::var_os("OSFORGE_DEBUG").is_some() {
-                        log.info(&format!("layers: {} is not a layer: {e}", path.display()));
-                    }
-                    None
-                }
-            }
-        });
+        let base = ancestors
+            .iter()
+            .rev()
+            .filter_map(&mut load)
+            .find(|ancestor| adds_only_to(current, ancestor));
         match base {
             Some(ancestor) => chain.push(ancestor),
             None => break,
@@ -66,16 +78,13 @@ fn adds_only_to(child: &Profile, ancestor: &Profile) -> bool {
         (RootfsSource::Bootstrap, RootfsSource::Bootstrap) => child.distro == ancestor.distro,
         (a, b) => a == b,
     };
-    let repo_ids = |p: &Profile| -> Vec<String> {
-        p.repos
-            .iter()
-            .map(|r| serde_json::to_string(&repo_identity(r)).unwrap_or_default())
-            .collect()
-    };
-    let child_repos = repo_ids(child);
+    let child_repos: Vec<serde_json::Value> = child.repos.iter().map(repo_identity).collect();
     same_base
         && child.pkg_manager == ancestor.pkg_manager
-        && repo_ids(ancestor).iter().all(|r| child_repos.contains(r))
+        && ancestor
+            .repos
+            .iter()
+            .all(|r| child_repos.contains(&repo_identity(r)))
         && ancestor.packages.iter().all(|p| child.packages.contains(p))
         && ancestor
             .package_groups

@@ -32,12 +32,8 @@ fn run(mut cmd: Command, what: &str) -> anyhow::Result<Vec<u8>> {
         .context("cannot run skopeo (install it: apt-get install skopeo)")?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let line = stderr
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("no message");
-        bail!("{what}: {}", redact::url(line.trim()));
+        let line = crate::util::process::last_line(&stderr).unwrap_or("no message");
+        bail!("{what}: {}", redact::url(line));
     }
     Ok(out.stdout)
 }

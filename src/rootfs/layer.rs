@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde::Serialize;
 
 use super::{ExtraRepo, Network};
@@ -212,16 +212,7 @@ pub fn pack(root: &Path, tar: &Path, source_date_epoch: Option<u64>) -> anyhow::
         cmd.arg(format!("--mtime=@{epoch}")).arg("--clamp-mtime");
     }
     cmd.arg("-cf").arg(tar).arg("-C").arg(root).arg(".");
-    let out = crate::util::process::output(&mut cmd).context("cannot run tar")?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        bail!(
-            "packing {} failed: {}",
-            root.display(),
-            stderr.lines().next().unwrap_or("").trim()
-        );
-    }
-    Ok(())
+    super::run_tar(&mut cmd, || format!("packing {}", root.display()))
 }
 
 #[cfg(test)]

@@ -240,12 +240,18 @@ pub fn unpack(tar: &Path, dest: &Path) -> anyhow::Result<()> {
         .arg(tar)
         .arg("-C")
         .arg(dest);
-    let out = crate::util::process::output(&mut tar_cmd).context("cannot run tar")?;
+    run_tar(&mut tar_cmd, || format!("unpacking {}", tar.display()))
+}
+
+/// Runs GNU tar; a failure names what it was doing and tar's first line
+/// (the one that says why; later ones follow from it).
+pub(crate) fn run_tar(cmd: &mut Command, doing: impl FnOnce() -> String) -> anyhow::Result<()> {
+    let out = crate::util::process::output(cmd).context("cannot run tar")?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         bail!(
-            "unpacking {} failed: {}",
-            tar.display(),
+            "{} failed: {}",
+            doing(),
             stderr.lines().next().unwrap_or("").trim()
         );
     }

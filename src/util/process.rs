@@ -96,3 +96,9 @@ pub fn kill_running() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// The last line of a tool's output that says something, trimmed: what an
+/// error message quotes from its stderr.
+pub fn last_line(text: &str) -> Option<&str> {
+    text.lines().rev().map(str::trim).find(|l| !l.is_empty())
+}

@@ -53,6 +53,16 @@ pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
         .expect("temp dir")
 }
 
+/// The stage called `name` in a `build --json` report.
+pub fn report_stage<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == name)
+        .unwrap_or_else(|| panic!("no {name} stage in {report}"))
+}
+
 pub fn run_ok(cmd: &mut Command) -> Output {
     let out = cmd
         .output()

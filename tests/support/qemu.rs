@@ -24,7 +24,21 @@ pub struct Boot<'a> {
     pub timeout: Duration,
 }
 
-impl Boot<'_> {
+impl<'a> Boot<'a> {
+    /// A live ISO as a CD under SeaBIOS, with the memory and time a
+    /// Debian live system needs under TCG.
+    pub fn live_cd_bios(iso: &'a Path) -> Boot<'a> {
+        Boot {
+            image: iso,
+            format: ImageFormat::Raw,
+            firmware: Firmware::Bios,
+            media: Media::Cd,
+            memory_mib: 1536,
+            extra_cdroms: Vec::new(),
+            timeout: Duration::from_secs(900),
+        }
+    }
+
     pub fn name(&self) -> String {
         format!("{}-{}", self.firmware, self.media)
     }
