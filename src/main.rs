@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use osforge::cli::{Cli, parse_error_line};
+use osforge::cli::{Cli, Command, parse_error_line};
 use osforge::error::exit_code_for;
 
 fn main() -> ExitCode {
@@ -26,6 +26,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Builds and the cache they leave need root; without it, a user namespace.
+    if matches!(
+        cli.command,
+        Command::Build(_) | Command::Cache(_) | Command::AirshipBuilder(_)
+    ) && let Err(err) = osforge::util::userns::enter_if_unprivileged()
+    {
+        eprintln!("osforge: error: {err:#}");
+        return ExitCode::from(1);
+    }
     osforge::util::cleanup::install_signal_handler();
     match osforge::commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -37,7 +46,8 @@ fn main() -> ExitCode {
         }
         Err(err) => {
             // One line: the chain joined with ": ", as `{:#}` prints it.
-            eprintln!("osforge: error: {err:#}");
+            let line = osforge::util::redact::hide(&format!("{err:#}"));
+            eprintln!("osforge: error: {line}");
             ExitCode::from(exit_code_for(&err))
         }
     }

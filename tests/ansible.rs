@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
 
-use support::{mmdebstrap_tar_cached_with, osforge, require_root, run_ok, temp_dir};
+use support::{osforge, require_root, run_ok, small_debian_tar, temp_dir};
 
 /// The image's hostname: the inventory name of the image host.
 const HOST: &str = "imagehost";
@@ -31,14 +31,7 @@ fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Result<Fixture, String>> = OnceLock::new();
     let made = FIXTURE.get_or_init(|| {
         require_root();
-        let tar = mmdebstrap_tar_cached_with(
-            "ansible-base",
-            "minbase",
-            &[
-                "--include=python3",
-                r#"--customize-hook=for f in vmlinuz initrd.img; do echo "not a kernel (tests/ansible.rs)" > "$1/boot/$f-0.0.0-test"; done"#,
-            ],
-        )?;
+        let tar = small_debian_tar()?;
         let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ansible-cache");
         let _ = fs::remove_dir_all(&cache);
         fs::create_dir_all(&cache).map_err(|e| e.to_string())?;

@@ -15,24 +15,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{mmdebstrap_tar_cached_with, osforge, require_root, temp_dir};
+use support::{osforge, require_root, small_debian_tar, temp_dir};
 
 /// The layer's command: long enough to be caught, and left as a marker.
 const SLOW_CMD: &str = "sleep 6; echo layered > /etc/osforge-layered";
 
 fn profile_dir() -> tempfile::TempDir {
-    // Both tests start at once; the tree is made by one of them.
-    static TREE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _made = TREE.lock().unwrap_or_else(|e| e.into_inner());
-    let tar = mmdebstrap_tar_cached_with(
-        "ansible-base",
-        "minbase",
-        &[
-            "--include=python3",
-            r#"--customize-hook=for f in vmlinuz initrd.img; do echo "not a kernel (tests/ansible.rs)" > "$1/boot/$f-0.0.0-test"; done"#,
-        ],
-    )
-    .unwrap_or_else(|e| panic!("the test tree: {e}"));
+    let tar = small_debian_tar().unwrap_or_else(|e| panic!("the test tree: {e}"));
     let dir = temp_dir("interrupt-");
     if fs::hard_link(&tar, dir.path().join("rootfs.tar")).is_err() {
         fs::copy(&tar, dir.path().join("rootfs.tar")).unwrap();

@@ -226,18 +226,7 @@ fn a_cold_build_goes_through_an_authenticating_proxy_and_keeps_its_password_out_
     // The image itself: flattened back to a tarball, nothing of the proxy.
     let image = out_dir.join("tiny-hello.oci.tar");
     assert!(image.is_file(), "{console}");
-    // An oci-archive is a layout in a tar.
-    let layout = work.path().join("layout");
-    fs::create_dir_all(&layout).unwrap();
-    run_ok(
-        Command::new("tar")
-            .arg("-xf")
-            .arg(&image)
-            .arg("-C")
-            .arg(&layout),
-    );
-    let flat = work.path().join("flat.tar");
-    run_ok(osforge().args(["oci", "flatten"]).arg(&layout).arg(&flat));
+    let flat = support::flatten_oci_archive(&image, work.path());
     let address = format!("127.0.0.1:{}", proxy.port);
     assert!(
         !contains(&flat, PASSWORD.as_bytes()),

@@ -108,6 +108,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         })?;
     cleanup::register(staging.path());
     let request = BuildRequest {
+        lock: None,
         profile,
         search,
         types: vec![match job.image_type {

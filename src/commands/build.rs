@@ -62,6 +62,10 @@ pub struct Args {
     /// Reproducible build: fixes every timestamp to at most this time.
     #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "EPOCH")]
     pub source_date_epoch: Option<u64>,
+    /// Install exactly the packages and versions of a lock file that an
+    /// earlier build wrote (<name>.lock.json); the build fails if it cannot.
+    #[arg(long, value_name = "FILE")]
+    pub lock: Option<PathBuf>,
 }
 
 fn parse_var(text: &str) -> Result<(String, String), String> {
@@ -102,7 +106,21 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     if name.is_empty() || name.contains('/') {
         crate::bail_input!("invalid value '{name}' for '--name': expected a file name without '/'");
     }
+    if let Some(epoch) = args.source_date_epoch {
+        // The tools osforge runs (useradd's account dates, dpkg, Python's
+        // byte compiler) read it from the environment, as the flag's users
+        // expect. SAFETY: set before the build starts any thread that reads
+        // the environment.
+        unsafe { std::env::set_var("SOURCE_DATE_EPOCH", epoch.to_string()) };
+    }
+    let lock = args
+        .lock
+        .as_deref()
+        .map(crate::manifest::lock::LockFile::load)
+        .transpose()
+        .map_err(|e| crate::error::InputError(e.to_string()))?;
     let request = BuildRequest {
+        lock,
         name,
         search,
         types: dedup(args.types),

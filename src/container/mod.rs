@@ -113,9 +113,6 @@ impl WorkingContainer {
             ("DEBCONF_NONINTERACTIVE_SEEN".into(), "true".into()),
         ];
         env.extend(network.environment());
-        if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
-            env.push(("SOURCE_DATE_EPOCH".into(), epoch));
-        }
         let mut container = WorkingContainer {
             root: root.to_path_buf(),
             env,
@@ -157,6 +154,16 @@ impl WorkingContainer {
         fs::set_permissions(&path, fs::Permissions::from_mode(mode)).map_err(io(&path))?;
         self.placed.push((path, existed));
         Ok(())
+    }
+
+    /// Sets SOURCE_DATE_EPOCH for what runs inside: dpkg, Python's byte
+    /// compiler and shadow's account dates then write the same bytes each time.
+    pub fn set_source_date_epoch(&mut self, epoch: Option<u64>) {
+        self.env.retain(|(k, _)| k != "SOURCE_DATE_EPOCH");
+        if let Some(epoch) = epoch {
+            self.env
+                .push(("SOURCE_DATE_EPOCH".into(), epoch.to_string()));
+        }
     }
 
     /// Runs `script` with `/bin/sh -c` inside the container. Output goes to
@@ -238,7 +245,11 @@ impl WorkingContainer {
             .append(true)
             .open(&self.log_path)
             .map_err(io(&self.log_path))?;
-        let _ = writeln!(log, "### osforge: {what}\n### {shown}");
+        let header = crate::util::redact::secrets(
+            &format!("### osforge: {what}\n### {shown}"),
+            self.secret.as_deref().as_slice(),
+        );
+        let _ = writeln!(log, "{header}");
         // The container dies with osforge, even when osforge is killed.
         crate::util::process::die_with_parent(&mut cmd);
         let mut child = cmd.spawn().map_err(Error::Spawn)?;
@@ -311,10 +322,7 @@ fn copy_lines(
     for line in BufReader::new(from).split(b'\n') {
         let Ok(line) = line else { break };
         let text = String::from_utf8_lossy(&line);
-        let text = match secret {
-            Some(secret) => crate::util::redact::secrets(&text, &[secret]),
-            None => text.into_owned(),
-        };
+        let text = crate::util::redact::secrets(&text, secret.as_slice());
         let _ = to.write_all(text.as_bytes());
         let _ = to.write_all(b"\n");
         let text = text.trim_end();

@@ -17,6 +17,7 @@
 //! [`AtomicOutput`], the SBOM first, so the manifest can list its digest.
 
 pub mod dpkg;
+pub mod lock;
 pub mod spdx;
 
 use std::fs::File;

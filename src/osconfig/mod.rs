@@ -434,15 +434,20 @@ fn set_owner_mode(host: &PathBuf, mode: u32, uid: u32, gid: u32) -> anyhow::Resu
     Ok(())
 }
 
-/// Runs one of the image's own tools chrooted in it, with a clean environment.
+/// Runs one of the image's own tools chrooted in it, with a clean environment
+/// (but SOURCE_DATE_EPOCH, which useradd takes for the account's dates).
 pub(crate) fn run_in_root(root: &Path, program: &str, args: &[String]) -> anyhow::Result<()> {
-    let out = Command::new("chroot")
-        .arg(root)
+    let mut cmd = Command::new("chroot");
+    cmd.arg(root)
         .arg(program)
         .args(args)
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("LANG", "C.UTF-8")
+        .env("LANG", "C.UTF-8");
+    if let Some(epoch) = std::env::var_os("SOURCE_DATE_EPOCH") {
+        cmd.env("SOURCE_DATE_EPOCH", epoch);
+    }
+    let out = cmd
         .output()
         .with_context(|| format!("cannot chroot into {} to run {program}", root.display()))?;
     if !out.status.success() {

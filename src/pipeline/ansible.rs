@@ -175,7 +175,8 @@ pub(super) fn run_playbooks(
                 extra_vars: &spec.extra_vars,
                 scratch: &scratch,
             };
-            let container = WorkingContainer::open(&root, &req.network, &log_path)?;
+            let mut container = WorkingContainer::open(&root, &req.network, &log_path)?;
+            container.set_source_date_epoch(req.source_date_epoch);
             let spinner = crate::util::progress::Bar::spinner(&label, log.progress);
             // From -v on, the output is shown as it comes, not only logged.
             let result = ansible::run_playbook(&container, &play, |line| {

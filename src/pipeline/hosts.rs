@@ -139,6 +139,7 @@ pub(super) fn make_artifacts(
                     &targets[i],
                     dir,
                     configured,
+                    packages,
                     &disk_types,
                     log,
                     &mut own,

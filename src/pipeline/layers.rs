@@ -27,10 +27,10 @@ use crate::profile::{self, Profile, RootfsSource};
 use crate::rootfs::layer::{self, LayerSpec};
 use crate::rootfs::{self, ExtraRepo};
 
-const LAYER_FORMAT: u32 = 1;
+const LAYER_FORMAT: u32 = 2;
 
 /// Bumped when the bootstrap stage's code changes what it produces.
-pub(super) const BOOTSTRAP_FORMAT: u32 = 1;
+pub(super) const BOOTSTRAP_FORMAT: u32 = 2;
 
 /// The profiles whose root filesystems stack up to the one being built,
 /// the bottom one first.
@@ -158,6 +158,7 @@ fn additions(req: &BuildRequest, child: &Profile, parent: Option<&Profile>) -> L
         package_groups: groups,
         cmds,
         source_date_epoch: req.source_date_epoch,
+        pins: req.lock.as_ref().map(|l| l.apt_preferences()),
     }
 }
 
@@ -192,7 +193,8 @@ fn bootstrap(
     log: &Log,
     stages: &mut Vec<StageReport>,
 ) -> anyhow::Result<StageOutput> {
-    let spec = plan::bootstrap_spec(profile, req.mirror.as_deref(), req.source_date_epoch);
+    let mut spec = plan::bootstrap_spec(profile, req.mirror.as_deref(), req.source_date_epoch);
+    spec.pins = req.lock.as_ref().map(|l| l.apt_preferences());
     let key = StageKey::new(
         "bootstrap",
         &serde_json::json!({

@@ -14,6 +14,7 @@ mod ansible;
 pub mod cache;
 pub mod hosts;
 mod layers;
+mod lockfile;
 mod oci;
 pub mod plan;
 mod sources;
@@ -43,7 +44,7 @@ use hosts::{HostReport, Staging, Target};
 
 /// Bumped when a stage's code changes what it produces, so old cache
 /// entries are not reused.
-const CONFIGURE_FORMAT: u32 = 2;
+const CONFIGURE_FORMAT: u32 = 3;
 const SQUASHFS_FORMAT: u32 = 2;
 
 /// Where live-boot mounts the medium it booted from, CD or USB alike.
@@ -109,6 +110,8 @@ pub struct BuildRequest {
     pub cache: Cache,
     pub jobs: usize,
     pub source_date_epoch: Option<u64>,
+    /// `--lock`: the versions to install, checked after the build.
+    pub lock: Option<crate::manifest::lock::LockFile>,
     /// `--hosts`: one set of artifacts per host, named after it, instead of
     /// one named `name`; `cmdline_append` and `host_files` apply to each.
     pub hosts: Option<HostsFile>,
@@ -129,6 +132,8 @@ pub struct Log {
 
 impl Log {
     pub fn info(&self, message: &str) {
+        // Scrubbed even when quiet: a secret that got this far fails the build.
+        let message = crate::util::redact::scrub_log(message);
         if !self.quiet {
             crate::util::progress::eprint_line(&format!("osforge: {message}"));
         }
@@ -216,6 +221,7 @@ pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport>
     let configured = configure_os(req, &rootfs, log, &mut stages)?;
     let configured = ansible::run_playbooks(req, playbooks.as_ref(), configured, log, &mut stages)?;
     let packages = list_packages(&configured, log)?;
+    lockfile::check(req, &packages)?;
     let staging = Staging::new(&req.output_dir)?;
     let mut by_host = hosts::make_artifacts(
         req,
@@ -229,6 +235,12 @@ pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport>
     let artifacts: Vec<&Artifact> = by_host.iter().flatten().collect();
     write_checksums(&artifacts)?;
     write_manifests(req, &stages, &packages, &artifacts)?;
+    lockfile::write(req, &rootfs, &packages, staging.dir(), log)?;
+    if crate::util::redact::secret_leaked() {
+        anyhow::bail!(
+            "a secret's value was about to be written to the build's log (shown there as ***); the images are not published: keep secret variables out of values osforge reports (hostname, unit and file names)"
+        );
+    }
     staging.publish(&mut by_host)?;
     let hosts: Vec<HostReport> = targets
         .into_iter()
@@ -358,6 +370,26 @@ fn list_packages(configured: &StageOutput, log: &Log) -> anyhow::Result<Vec<DebP
     Ok(packages)
 }
 
+/// What a reproducible disk's GUIDs and UUIDs derive from: what the image
+/// holds (the profile's inputs and the packages installed), not how it was
+/// built, so that a `--lock` replay or a rootless build of the same image
+/// gets the same ids. (The stage keys differ between those: a lock's pins are
+/// part of them.) A change made only by an Ansible playbook keeps the ids.
+fn image_identity(req: &BuildRequest, packages: &[DebPackage], epoch: u64) -> String {
+    let installed: Vec<(&str, &str, &str)> = packages
+        .iter()
+        .map(|p| (p.name.as_str(), p.version.as_str(), p.architecture.as_str()))
+        .collect();
+    let json = serde_json::json!({
+        "profile": req.profile.name,
+        "rootfs": req.profile.rootfs_inputs().fingerprint(),
+        "os": req.profile.os_inputs().fingerprint(),
+        "packages": installed,
+        "epoch": epoch,
+    });
+    crate::pipeline::cache::StageKey::new("disk-ids", &json).key
+}
+
 /// Disk images need the profile's `disk:` section and the grub.cfg
 /// template; both are checked before the first stage runs.
 fn check_disk_inputs(req: &BuildRequest) -> anyhow::Result<()> {
@@ -380,11 +412,13 @@ fn check_disk_inputs(req: &BuildRequest) -> anyhow::Result<()> {
 /// rootfs split onto the profile's partitions, GRUB for BIOS and UEFI. Not
 /// cached: they are per host (kernel command line) and the caches behind
 /// them are what is slow.
+#[allow(clippy::too_many_arguments)]
 fn make_disk(
     req: &BuildRequest,
     target: &Target,
     dir: &Path,
     configured: &StageOutput,
+    packages: &[DebPackage],
     types: &[ArtifactType],
     log: &Log,
     stages: &mut Vec<StageReport>,
@@ -428,9 +462,7 @@ fn make_disk(
         kernel_cmdline: &cmdline,
         grub_template: &template,
         ids: match req.source_date_epoch {
-            Some(epoch) => {
-                disk::Ids::Derived(format!("{}:{}:{epoch}", req.profile.name, configured.key))
-            }
+            Some(epoch) => disk::Ids::Derived(image_identity(req, packages, epoch)),
             None => disk::Ids::Random,
         },
         fake_time: req.source_date_epoch,

@@ -31,6 +31,8 @@ pub fn bootstrap_spec(
         mirror: mirror_override
             .map(str::to_string)
             .or_else(|| d.mirror.as_ref().map(|m| m.to_string())),
+        snapshot: d.snapshot,
+        pins: None,
         repos: profile
             .repos
             .iter()

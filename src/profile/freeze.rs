@@ -241,6 +241,7 @@ fn freeze_distro(d: &DistroDoc, fz: &Freezer<'_>) -> Result<Distro, ProfileError
         suite: d.suite.clone().ok_or_else(|| fz.missing("distro.suite"))?,
         arch: d.arch.clone().ok_or_else(|| fz.missing("distro.arch"))?,
         mirror: d.mirror.clone(),
+        snapshot: d.snapshot.unwrap_or(false),
         components: d
             .components
             .clone()

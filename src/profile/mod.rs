@@ -42,6 +42,7 @@ mod model;
 mod node;
 mod render;
 mod schema;
+mod secrets;
 mod validate;
 
 pub use ansible::{Ansible, Playbook};
@@ -144,6 +145,7 @@ pub fn load(
         .unwrap_or_default();
     let mut tree = load::merge_files(&files);
     load::apply_vars(&mut tree, vars, &name)?;
+    secrets::resolve(&mut tree, &search)?;
     let os_templates = expand::render_os_values(&mut tree, &name)?;
     let doc: schema::ProfileDoc = de::from_node(&tree)?;
     let mut freezer = freeze::Freezer {

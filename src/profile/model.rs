@@ -73,6 +73,11 @@ pub struct Distro {
     pub arch: Arch,
     /// `None`: mmdebstrap's default, which is the build host's apt sources.
     pub mirror: Option<Uri>,
+    /// The mirror is a snapshot archive such as
+    /// `http://snapshot.debian.org/archive/debian/20261201T000000Z/`, whose
+    /// Release files have expired: apt is told to accept them, in the build
+    /// and in the image. What makes an old lock file replayable.
+    pub snapshot: bool,
     pub components: Vec<Component>,
     pub variant: Variant,
 }

@@ -16,9 +16,11 @@
 //! description: one line             # this file's own; not inherited
 //! inherits: [base]                  # names (own directory, then the search path)
 //!                                   # or paths relative to this file
-//! variables: {hostname: node}       # template variables; --var overrides declared ones
+//! variables: {hostname: node}       # template variables; --var overrides declared ones;
+//!                                   # {secret: {env: OSFORGE_SECRET_X}} or {secret: {file: F}} (secrets.rs)
 //! distro: {name: debian, suite: bookworm, arch: amd64,          # required, somewhere
-//!          mirror: null, components: [main], variant: important} # defaults shown
+//!          mirror: null, components: [main], variant: important, # defaults shown
+//!          snapshot: false}         # true: the mirror is a snapshot archive (old Release files accepted)
 //! repos: [{name, uri, suite, components, key_file}]  # key_file relative to this file
 //! packages: [linux-image-amd64]
 //! source: bootstrap                 # or docker://REF, oci-archive:FILE, tarball:FILE, dir:PATH (see layer.rs)
@@ -642,6 +644,7 @@ pub(crate) struct DistroDoc {
     pub suite: Option<Suite>,
     pub arch: Option<Arch>,
     pub mirror: Option<Uri>,
+    pub snapshot: Option<bool>,
     pub components: Option<Vec<Component>>,
     pub variant: Option<Variant>,
 }

@@ -23,6 +23,8 @@ pub struct LayerSpec {
     pub package_groups: Vec<String>,
     pub cmds: Vec<Cmd>,
     pub source_date_epoch: Option<u64>,
+    /// apt preferences pinning a lock file's versions (`--lock`).
+    pub pins: Option<String>,
 }
 
 impl LayerSpec {
@@ -71,10 +73,30 @@ pub fn build(
 ) -> anyhow::Result<PathBuf> {
     let root = dir.join("root");
     super::unpack(parent, &root)?;
-    let container = WorkingContainer::open(&root, network, &dir.join("layer.log"))?;
+    let mut container = WorkingContainer::open(&root, network, &dir.join("layer.log"))?;
+    container.set_source_date_epoch(spec.source_date_epoch);
     add_repos(&root, spec)?;
+    let pins = root.join(super::LOCK_PREFERENCES);
+    if let Some(prefs) = &spec.pins {
+        std::fs::create_dir_all(pins.parent().expect("a path in etc/apt"))?;
+        std::fs::write(&pins, prefs).with_context(|| format!("writing {}", pins.display()))?;
+    }
+    let origins = dir.join(super::PACKAGE_ORIGINS);
     if let Some(script) = install_script(spec) {
         container.run("installing packages", &script, |_| {})?;
+        let listed = root.join(ORIGINS_IN_IMAGE);
+        if listed.exists() {
+            std::fs::rename(&listed, &origins)
+                .with_context(|| format!("moving {}", listed.display()))?;
+        }
+    }
+    // Without an install of its own the layer's packages came from below.
+    let below = parent.with_file_name(super::PACKAGE_ORIGINS);
+    if !origins.exists() && below.exists() {
+        std::fs::copy(&below, &origins).with_context(|| format!("copying {}", below.display()))?;
+    }
+    if spec.pins.is_some() {
+        std::fs::remove_file(&pins).with_context(|| format!("removing {}", pins.display()))?;
     }
     for (i, cmd) in spec.cmds.iter().enumerate() {
         let what = format!("cmds[{i}] ({})", first_line(&cmd.cmd));
@@ -85,6 +107,7 @@ pub fn build(
         })?;
     }
     container.close()?;
+    remove_build_logs(&root)?;
     let tar = dir.join("rootfs.tar");
     pack(&root, &tar, spec.source_date_epoch)?;
     std::fs::remove_dir_all(&root).with_context(|| format!("removing {}", root.display()))?;
@@ -149,6 +172,35 @@ fn add_repos(root: &Path, spec: &LayerSpec) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where the install script leaves the packages' origins, moved out of the
+/// image into the layer's entry right after.
+const ORIGINS_IN_IMAGE: &str = "var/lib/osforge-packages.uris";
+
+/// What mmdebstrap removes after a bootstrap so that its output is
+/// reproducible: logs and caches stamped with the time of the build.
+const BUILD_LOGS: &[&str] = &[
+    "var/log/dpkg.log",
+    "var/log/apt/history.log",
+    "var/log/apt/term.log",
+    "var/log/alternatives.log",
+    "var/cache/ldconfig/aux-cache",
+    "var/log/apt/eipp.log.xz",
+    "var/lib/dbus/machine-id",
+];
+
+fn remove_build_logs(root: &Path) -> anyhow::Result<()> {
+    for name in BUILD_LOGS {
+        let path = root.join(name);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", path.display()));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// The package manager's commands for the layer's packages, cleaning up as
 /// mmdebstrap does (no package lists or downloaded archives in the image).
 fn install_script(spec: &LayerSpec) -> Option<String> {
@@ -174,7 +226,8 @@ fn install_script(spec: &LayerSpec) -> Option<String> {
                 )
             };
             format!(
-                "set -e\napt-get -q -o Acquire::Retries=3 update\n{install}apt-get clean\nrm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin\n"
+                "set -e\napt-get -q -o Acquire::Retries=3 update\n{install}{{ {}; }} > /{ORIGINS_IN_IMAGE}\napt-get clean\nrm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin\n",
+                crate::manifest::lock::PRINT_URIS
             )
         }
         PkgManager::Dnf => {
@@ -227,6 +280,7 @@ mod tests {
             package_groups: vec!["ssh-server".into()],
             cmds: Vec::new(),
             source_date_epoch: None,
+            pins: None,
         }
     }
 

@@ -35,7 +35,26 @@ pub struct BootstrapSpec {
     pub packages: Vec<String>,
     /// Fixes file times and makes the tarball reproducible for the same inputs.
     pub source_date_epoch: Option<u64>,
+    /// The mirror is a snapshot archive (snapshot.debian.org or a copy):
+    /// its Release files are past their Valid-Until, which apt must accept.
+    pub snapshot: bool,
+    /// apt preferences pinning a lock file's versions (`--lock`).
+    pub pins: Option<String>,
 }
+
+/// Where the bootstrap and the layers record the origin of every installed
+/// package (see [`crate::manifest::lock`]), in their cache entries.
+pub const PACKAGE_ORIGINS: &str = "packages.uris";
+
+/// The name of the lock's apt preferences in the image while it is built.
+pub const LOCK_PREFERENCES: &str = "etc/apt/preferences.d/osforge-lock.pref";
+
+/// apt's option for a snapshot mirror, written into the image so that the
+/// layers and the booted system can use its (expired) Release files too.
+pub const SNAPSHOT_APT_CONF: (&str, &str) = (
+    "etc/apt/apt.conf.d/50osforge-snapshot",
+    "Acquire::Check-Valid-Until \"false\";",
+);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ExtraRepo {
@@ -90,10 +109,7 @@ impl Network {
 
     /// `text` with the proxy's password hidden.
     pub fn redact(&self, text: &str) -> String {
-        match self.secret() {
-            Some(secret) => crate::util::redact::secrets(text, &[secret]),
-            None => text.to_string(),
-        }
+        crate::util::redact::secrets(text, self.secret().as_slice())
     }
 
     /// `--proxy`/`--no-proxy` when given, else the usual variables of the
@@ -149,6 +165,22 @@ pub fn bootstrap(spec: &BootstrapSpec, network: &Network, dir: &Path) -> anyhow:
     if !spec.packages.is_empty() {
         cmd.arg(format!("--include={}", spec.packages.join(",")));
     }
+    if spec.snapshot {
+        let (path, line) = SNAPSHOT_APT_CONF;
+        cmd.arg(format!("--aptopt={line}"));
+        cmd.arg(format!("--customize-hook=echo '{line}' > \"$1/{path}\""));
+    }
+    if let Some(pins) = &spec.pins {
+        std::fs::create_dir_all(dir)?;
+        let host = dir.join("osforge-lock.pref");
+        std::fs::write(&host, pins).with_context(|| format!("writing {}", host.display()))?;
+        cmd.arg("--setup-hook=mkdir -p \"$1/etc/apt/preferences.d\"");
+        cmd.arg(format!(
+            "--setup-hook=copy-in {} /etc/apt/preferences.d/",
+            host.display()
+        ));
+        cmd.arg(format!("--customize-hook=rm -f \"$1/{LOCK_PREFERENCES}\""));
+    }
     for repo in &spec.repos {
         let signed_by = match (&repo.key, repo.key_extension()) {
             (Some(key), Some(ext)) => {
@@ -175,6 +207,12 @@ pub fn bootstrap(spec: &BootstrapSpec, network: &Network, dir: &Path) -> anyhow:
             repo.name
         ));
     }
+    // Before mmdebstrap removes the package lists: where each package came from.
+    cmd.arg(format!(
+        "--customize-hook=chroot \"$1\" sh -c {} > {}",
+        shell_quote(crate::manifest::lock::PRINT_URIS),
+        shell_quote(&dir.join(PACKAGE_ORIGINS).to_string_lossy())
+    ));
     cmd.arg(&spec.suite).arg(&tar);
     if let Some(mirror) = &spec.mirror {
         cmd.arg(mirror);
@@ -201,6 +239,11 @@ pub fn bootstrap(spec: &BootstrapSpec, network: &Network, dir: &Path) -> anyhow:
     Ok(tar)
 }
 
+/// `text` as one single-quoted shell word.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
 /// The most telling line of a failed mmdebstrap run: apt's last "E:" line.
 fn last_error_line(log: &Path) -> Option<String> {
     let file = File::open(log).ok()?;
@@ -224,10 +267,23 @@ pub fn mmdebstrap_version() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Unpacks a bootstrap tarball into `dest` with owners, modes, xattrs and
-/// device nodes intact (GNU tar; needs root or a user namespace).
+/// Unpacks a bootstrap tarball into `dest` with owners, modes and xattrs
+/// intact (GNU tar; needs root or a user namespace). Device nodes are left
+/// out, as mkosi leaves them out: a user namespace cannot make them, every
+/// booted system mounts a devtmpfs on /dev and the working container binds its
+/// own, and leaving them out everywhere makes a rootless build's images the
+/// same bytes as root's.
 pub fn unpack(tar: &Path, dest: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dest)?;
+    let nodes = crate::util::userns::device_nodes(tar)?;
+    let mut exclude = tempfile::NamedTempFile::new()?;
+    // One name a line: tar's --null does not apply to --exclude-from. A
+    // name with a newline in it stays in, and in a user namespace tar then
+    // says it cannot mknod it.
+    for node in nodes.iter().filter(|n| !n.contains(&b'\n')) {
+        std::io::Write::write_all(&mut exclude, node)?;
+        std::io::Write::write_all(&mut exclude, b"\n")?;
+    }
     let mut tar_cmd = Command::new("tar");
     tar_cmd
         .args([
@@ -235,8 +291,12 @@ pub fn unpack(tar: &Path, dest: &Path) -> anyhow::Result<()> {
             "--xattrs-include=*",
             "--numeric-owner",
             "--same-owner",
-            "-xpf",
+            "--anchored",
+            "--no-wildcards",
+            "--exclude-from",
         ])
+        .arg(exclude.path())
+        .arg("-xpf")
         .arg(tar)
         .arg("-C")
         .arg(dest);

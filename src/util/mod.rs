@@ -8,3 +8,4 @@ pub mod progress;
 pub mod redact;
 pub mod size;
 pub mod time;
+pub mod userns;

@@ -139,6 +139,40 @@ pub fn mmdebstrap_tar_cached(name: &str, variant: &str) -> Result<PathBuf, Strin
     mmdebstrap_tar_cached_with(name, variant, &[])
 }
 
+/// A small Debian tree (minbase with python3, and files where a kernel and
+/// initrd would be) as a tarball, made once and shared by the tests that
+/// need a cheap `source: tarball:` (ansible, interrupt, secrets).
+pub fn small_debian_tar() -> Result<PathBuf, String> {
+    // Tests of one binary start at once; the tree is made by one of them.
+    static TREE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _made = TREE.lock().unwrap_or_else(|e| e.into_inner());
+    mmdebstrap_tar_cached_with(
+        "ansible-base",
+        "minbase",
+        &[
+            "--include=python3",
+            r#"--customize-hook=for f in vmlinuz initrd.img; do echo "not a kernel (tests/ansible.rs)" > "$1/boot/$f-0.0.0-test"; done"#,
+        ],
+    )
+}
+
+/// The root filesystem of an oci-archive (an OCI layout in a tar) as one
+/// tar, through `osforge oci flatten`; `work` holds the layout.
+pub fn flatten_oci_archive(archive: &Path, work: &Path) -> PathBuf {
+    let layout = work.join("layout");
+    std::fs::create_dir_all(&layout).unwrap();
+    run_ok(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(archive)
+            .arg("-C")
+            .arg(&layout),
+    );
+    let flat = work.join("flat.tar");
+    run_ok(osforge().args(["oci", "flatten"]).arg(&layout).arg(&flat));
+    flat
+}
+
 /// [`mmdebstrap_tar_cached`] with more mmdebstrap options (`--include=...`,
 /// hooks); the name must change when they do.
 pub fn mmdebstrap_tar_cached_with(

@@ -62,11 +62,24 @@ impl StageKey {
         // serde_json's Value keeps object keys sorted, so the text is canonical.
         let text = serde_json::to_vec(&manifest).expect("values serialise");
         let key = hex(&Sha256::digest(&text))[..32].to_string();
+        // The key depends on secret values; the manifest kept beside the entry
+        // shows them as ***.
+        let mut manifest = manifest;
+        hide_secrets(&mut manifest);
         StageKey {
             stage,
             key,
             manifest,
         }
+    }
+}
+
+fn hide_secrets(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(s) => *s = crate::util::redact::hide(s),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(hide_secrets),
+        serde_json::Value::Object(map) => map.values_mut().for_each(hide_secrets),
+        _ => {}
     }
 }
 
