@@ -84,6 +84,15 @@ impl BlockStore {
         })
     }
 
+    /// The store at `root`, which need not exist, for pruning: nothing is
+    /// created.
+    pub fn at(root: &Path) -> BlockStore {
+        BlockStore {
+            root: root.to_path_buf(),
+            next_temp: AtomicU64::new(0),
+        }
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -252,14 +261,22 @@ impl BlockCache {
         c.compressed_blocks.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = self.store.put(&key, value) {
             c.write_errors.fetch_add(1, Ordering::Relaxed);
-            let mut notes = self.counters.notes.lock().unwrap_or_else(|e| e.into_inner());
+            let mut notes = self
+                .counters
+                .notes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             notes.2.get_or_insert_with(|| e.to_string());
         }
         Ok(compressed)
     }
 
     fn note_corrupt(&self, path: PathBuf) {
-        let mut notes = self.counters.notes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut notes = self
+            .counters
+            .notes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         notes.0 += 1;
         if notes.1.len() < MAX_NAMED_CORRUPT {
             notes.1.push(path);

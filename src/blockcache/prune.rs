@@ -100,9 +100,7 @@ fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, Error> {
         source,
     };
     match fs::read_dir(dir) {
-        Ok(rd) => rd
-            .map(|e| e.map(|e| e.path()).map_err(scanning))
-            .collect(),
+        Ok(rd) => rd.map(|e| e.map(|e| e.path()).map_err(scanning)).collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(scanning(e)),
     }

@@ -36,11 +36,17 @@ fn a_block_compressed_once_is_answered_from_the_store_in_its_namespace_only() {
     assert_eq!(cache.compress_with(&block, &mut out, reverse), Ok(true));
     let first = out.clone();
     out.clear();
-    assert_eq!(cache.compress_with(&block, &mut out, no_compressor), Ok(true));
+    assert_eq!(
+        cache.compress_with(&block, &mut out, no_compressor),
+        Ok(true)
+    );
     assert_eq!(out, first);
     let stored = vec![0xff; 64];
     assert_eq!(cache.compress_with(&stored, &mut out, reverse), Ok(false));
-    assert_eq!(cache.compress_with(&stored, &mut out, no_compressor), Ok(false));
+    assert_eq!(
+        cache.compress_with(&stored, &mut out, no_compressor),
+        Ok(false)
+    );
     let s = cache.stats();
     assert_eq!((s.reused_blocks, s.compressed_blocks), (2, 2));
     assert_eq!(s.reused_bytes, block.len() as u64 + 64);
@@ -62,7 +68,10 @@ fn a_corrupt_or_truncated_entry_is_reported_recomputed_and_replaced() {
     let found = entries(dir.path());
     assert_eq!(found.len(), 1);
     let entry = found[0].clone();
-    for damage in [|b: &mut Vec<u8>| b[60] ^= 1, |b: &mut Vec<u8>| b.truncate(58)] {
+    for damage in [
+        |b: &mut Vec<u8>| b[60] ^= 1,
+        |b: &mut Vec<u8>| b.truncate(58),
+    ] {
         let mut bytes = fs::read(&entry).unwrap();
         damage(&mut bytes);
         fs::write(&entry, bytes).unwrap();
@@ -75,7 +84,9 @@ fn a_corrupt_or_truncated_entry_is_reported_recomputed_and_replaced() {
         assert!(s.warnings()[0].contains(&entry.display().to_string()));
         // Replaced: the next lookup is a clean hit.
         let again = BlockCache::new(Arc::clone(&store), "ns");
-        again.compress_with(&block, &mut out, no_compressor).unwrap();
+        again
+            .compress_with(&block, &mut out, no_compressor)
+            .unwrap();
         assert_eq!(out, good);
     }
 }
@@ -93,21 +104,33 @@ fn prune_removes_least_recently_used_entries_first_down_to_the_bound() {
     let now = SystemTime::now();
     for i in 0..4u8 {
         let cache = BlockCache::new(Arc::clone(&store), "ns");
-        let key: [u8; 32] = cache.prefix.clone().chain_update([i; 8192]).finalize().into();
-        let f = File::options().write(true).open(store.path_of(&key)).unwrap();
-        f.set_modified(now - Duration::from_secs(3600 * i as u64)).unwrap();
+        let key: [u8; 32] = cache
+            .prefix
+            .clone()
+            .chain_update([i; 8192])
+            .finalize()
+            .into();
+        let f = File::options()
+            .write(true)
+            .open(store.path_of(&key))
+            .unwrap();
+        f.set_modified(now - Duration::from_secs(3600 * i as u64))
+            .unwrap();
     }
     let all = store.prune(None, None, true).unwrap();
     assert_eq!((all.remaining_entries, all.removed_entries), (4, 0));
     let per_entry = all.remaining_bytes / 4;
     let r = store.prune(Some(per_entry * 3), None, false).unwrap();
     assert_eq!((r.removed_entries, r.remaining_entries), (1, 3));
-    let r = store.prune(None, Some(Duration::from_secs(5400)), false).unwrap();
+    let r = store
+        .prune(None, Some(Duration::from_secs(5400)), false)
+        .unwrap();
     assert_eq!((r.removed_entries, r.remaining_entries), (1, 2));
     // The two most recently used stay.
     for i in [0u8, 1] {
         let c = BlockCache::new(Arc::clone(&store), "ns");
-        c.compress_with(&[i; 8192], &mut out, no_compressor).unwrap();
+        c.compress_with(&[i; 8192], &mut out, no_compressor)
+            .unwrap();
     }
     assert_eq!(store.clear(false).unwrap().remaining_entries, 0);
 }

@@ -31,6 +31,7 @@ use serde::Serialize;
 
 use crate::artifacts::disk;
 use crate::artifacts::live_iso::{self, LiveIso, Seed};
+use crate::blockcache::{self, BlockStore};
 use crate::formats::Progress;
 use crate::formats::squashfs::{self, SquashfsWriter, source::DirectorySource};
 use crate::manifest::{DebPackage, ManifestInputs, ProfileRecord, StageRecord};
@@ -107,11 +108,24 @@ pub struct BuildRequest {
     pub network: Network,
     pub rebuild: bool,
     pub cache: Cache,
+    /// The cache's block store, unless `--no-block-cache`.
+    pub block_cache: Option<Arc<BlockStore>>,
     pub jobs: usize,
     pub source_date_epoch: Option<u64>,
     /// `--hosts`: one set of artifacts per host, named after it, instead of
     /// one named `name`; `cmdline_append` and `host_files` apply to each.
     pub hosts: Option<HostsFile>,
+}
+
+/// The block store under `cache`, or None when turned off.
+pub fn open_block_cache(cache: &Cache, enabled: bool) -> anyhow::Result<Option<Arc<BlockStore>>> {
+    if !enabled {
+        return Ok(None);
+    }
+    let store = cache
+        .block_store()
+        .with_context(|| format!("opening the block cache in {}", cache.root().display()))?;
+    Ok(Some(Arc::new(store)))
 }
 
 /// Compression threads: what `--jobs` asked for, else one per CPU; at least one.
@@ -152,6 +166,9 @@ pub struct StageReport {
     /// The profile whose part of the image the stage builds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// What the squashfs or qcow2 writer found in the block cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_cache: Option<blockcache::Stats>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -230,6 +247,7 @@ pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport>
     write_checksums(&artifacts)?;
     write_manifests(req, &stages, &packages, &artifacts)?;
     staging.publish(&mut by_host)?;
+    prune_block_cache(req, log)?;
     let hosts: Vec<HostReport> = targets
         .into_iter()
         .zip(by_host)
@@ -314,6 +332,7 @@ fn cached_stage(
         detail,
         from: from.map(|f| f.label.clone()),
         label: Some(label.to_string()),
+        block_cache: None,
     });
     Ok(StageOutput {
         dir,
@@ -437,6 +456,7 @@ fn make_disk(
         scratch_parent: &scratch,
         grub_lib_dir: None,
         jobs: req.jobs,
+        block_cache: req.block_cache.clone(),
     };
     let bar = Arc::new(Bar::bytes(
         "disk",
@@ -467,13 +487,18 @@ fn make_disk(
             )
         })
         .collect();
+    let block_cache = summary.outputs.iter().find_map(|o| o.block_cache.clone());
     let detail = format!(
-        "{}, {} virtual; {}",
+        "{}, {} virtual; {}{}",
         files.join(", "),
         crate::util::size::human_bytes(summary.virtual_size_bytes),
-        steps.join(", ")
+        steps.join(", "),
+        block_cache
+            .as_ref()
+            .map_or(String::new(), |s| format!("; {}", s.describe()))
     );
     log.info(&format!("disk: wrote {detail} in {seconds:.1} s"));
+    warn_block_cache(log, block_cache.as_ref());
     stages.push(StageReport {
         stage: "disk",
         key: None,
@@ -483,6 +508,7 @@ fn make_disk(
         detail,
         from: None,
         label: None,
+        block_cache,
     });
     types
         .iter()
@@ -528,6 +554,7 @@ fn make_squashfs(
     );
     let root = configured.dir.join("root");
     let jobs = req.jobs;
+    let mut block_cache = None;
     let out = cached_stage(
         req,
         &key,
@@ -551,6 +578,7 @@ fn make_squashfs(
                 block_size: s.block_size.0 as u32,
                 jobs,
                 mtime: req.source_date_epoch.map(|e| e.min(u32::MAX as u64) as u32),
+                block_cache: req.block_cache.clone(),
                 ..squashfs::Options::default()
             };
             let mut writer =
@@ -570,8 +598,14 @@ fn make_squashfs(
                 .and_then(|()| writer.finish());
             bar.finish();
             let summary = result?;
+            let reuse = summary
+                .block_cache
+                .as_ref()
+                .map_or(String::new(), |s| format!("; {}", s.describe()));
+            warn_block_cache(log, summary.block_cache.as_ref());
+            block_cache = summary.block_cache;
             Ok(format!(
-                "{} {} from {} ({} inodes)",
+                "{} {} from {} ({} inodes){reuse}",
                 summary.compression,
                 crate::util::size::human_bytes(summary.image_bytes),
                 crate::util::size::human_bytes(summary.bytes_in),
@@ -579,7 +613,37 @@ fn make_squashfs(
             ))
         },
     )?;
+    if let Some(stage) = stages.last_mut().filter(|s| s.stage == "squashfs") {
+        stage.block_cache = block_cache;
+    }
     Ok(out.dir.join("filesystem.squashfs"))
+}
+
+/// Names the corrupt block cache entries a writer found (and replaced).
+fn warn_block_cache(log: &Log, stats: Option<&blockcache::Stats>) {
+    for line in stats.map(|s| s.warnings()).unwrap_or_default() {
+        log.info(&format!("warning: {line}"));
+    }
+}
+
+/// Keeps the block cache within its bound after a build, least recently
+/// used entries first.
+fn prune_block_cache(req: &BuildRequest, log: &Log) -> anyhow::Result<()> {
+    let Some(store) = &req.block_cache else {
+        return Ok(());
+    };
+    let report = store
+        .prune(Some(blockcache::DEFAULT_MAX_BYTES), None, false)
+        .with_context(|| format!("pruning the block cache in {}", store.root().display()))?;
+    if report.removed_entries > 0 {
+        log.info(&format!(
+            "block cache: removed {} least recently used entries ({}), {} left",
+            report.removed_entries,
+            crate::util::size::human_bytes(report.freed_bytes),
+            crate::util::size::human_bytes(report.remaining_bytes)
+        ));
+    }
+    Ok(())
 }
 
 /// The host's live ISO in `dir`, around the shared `squashfs`.
@@ -649,6 +713,7 @@ fn make_live_iso(
         detail,
         from: None,
         label: None,
+        block_cache: None,
     });
     describe_artifact(ArtifactType::Iso, out)
 }
