@@ -65,10 +65,13 @@ pub enum Error {
 }
 
 /// The store: a directory.
+/// Numbers temporaries: unique in the process (with the pid, on the machine)
+/// even when two handles open one store.
+static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
+
 #[derive(Debug)]
 pub struct BlockStore {
     root: PathBuf,
-    next_temp: AtomicU64,
 }
 
 impl BlockStore {
@@ -80,7 +83,6 @@ impl BlockStore {
         })?;
         Ok(BlockStore {
             root: root.to_path_buf(),
-            next_temp: AtomicU64::new(0),
         })
     }
 
@@ -89,7 +91,6 @@ impl BlockStore {
     pub fn at(root: &Path) -> BlockStore {
         BlockStore {
             root: root.to_path_buf(),
-            next_temp: AtomicU64::new(0),
         }
     }
 
@@ -127,7 +128,7 @@ impl BlockStore {
     /// Writes an entry: to a temporary name, then renamed over the final one,
     /// so readers see a whole entry or none.
     fn put(&self, key: &[u8; 32], value: Value<'_>) -> io::Result<()> {
-        let n = self.next_temp.fetch_add(1, Ordering::Relaxed);
+        let n = NEXT_TEMP.fetch_add(1, Ordering::Relaxed);
         let temp = self
             .root
             .join(TMP_DIR)

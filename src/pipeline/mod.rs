@@ -45,7 +45,9 @@ use hosts::{HostReport, Staging, Target};
 /// Bumped when a stage's code changes what it produces, so old cache
 /// entries are not reused.
 const CONFIGURE_FORMAT: u32 = 2;
-const SQUASHFS_FORMAT: u32 = 2;
+/// 3: fragment blocks end at content-defined points; incompressible blocks
+/// are stored raw untried.
+const SQUASHFS_FORMAT: u32 = 3;
 
 /// Where live-boot mounts the medium it booted from, CD or USB alike.
 const LIVE_MEDIUM: &str = "/run/live/medium";

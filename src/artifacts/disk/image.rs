@@ -186,8 +186,16 @@ mod tests {
         .unwrap();
         let mut out = tempfile::tempfile().unwrap();
         assert_eq!(
-            write(&disk, ImageFormat::Raw, 1, &mut out, Arc::new(NoProgress)).unwrap(),
-            64 << 20
+            write(
+                &disk,
+                ImageFormat::Raw,
+                1,
+                None,
+                &mut out,
+                Arc::new(NoProgress)
+            )
+            .unwrap(),
+            (64 << 20, None)
         );
         let mut b = [0u8; 1];
         out.read_exact_at(&mut b, 511).unwrap();
