@@ -11,6 +11,7 @@
 //! `--hosts`, every host's artifacts are made from the same stages ([`hosts`]).
 
 mod ansible;
+mod blocks;
 pub mod cache;
 pub mod hosts;
 mod layers;
@@ -39,6 +40,8 @@ use crate::profile::{HostFiles, HostRender, HostsFile, Profile, SearchPath};
 use crate::rootfs::{self, Network};
 use crate::util::output::AtomicOutput;
 use crate::util::progress::Bar;
+pub use blocks::open_block_cache;
+use blocks::{prune_block_cache, warn_block_cache};
 use cache::{Cache, Lookup, StageKey};
 use hosts::{HostReport, Staging, Target};
 
@@ -117,17 +120,6 @@ pub struct BuildRequest {
     /// `--hosts`: one set of artifacts per host, named after it, instead of
     /// one named `name`; `cmdline_append` and `host_files` apply to each.
     pub hosts: Option<HostsFile>,
-}
-
-/// The block store under `cache`, or None when turned off.
-pub fn open_block_cache(cache: &Cache, enabled: bool) -> anyhow::Result<Option<Arc<BlockStore>>> {
-    if !enabled {
-        return Ok(None);
-    }
-    let store = cache
-        .block_store()
-        .with_context(|| format!("opening the block cache in {}", cache.root().display()))?;
-    Ok(Some(Arc::new(store)))
 }
 
 /// Compression threads: what `--jobs` asked for, else one per CPU; at least one.
@@ -619,33 +611,6 @@ fn make_squashfs(
         stage.block_cache = block_cache;
     }
     Ok(out.dir.join("filesystem.squashfs"))
-}
-
-/// Names the corrupt block cache entries a writer found (and replaced).
-fn warn_block_cache(log: &Log, stats: Option<&blockcache::Stats>) {
-    for line in stats.map(|s| s.warnings()).unwrap_or_default() {
-        log.info(&format!("warning: {line}"));
-    }
-}
-
-/// Keeps the block cache within its bound after a build, least recently
-/// used entries first.
-fn prune_block_cache(req: &BuildRequest, log: &Log) -> anyhow::Result<()> {
-    let Some(store) = &req.block_cache else {
-        return Ok(());
-    };
-    let report = store
-        .prune(Some(blockcache::DEFAULT_MAX_BYTES), None, false)
-        .with_context(|| format!("pruning the block cache in {}", store.root().display()))?;
-    if report.removed_entries > 0 {
-        log.info(&format!(
-            "block cache: removed {} least recently used entries ({}), {} left",
-            report.removed_entries,
-            crate::util::size::human_bytes(report.freed_bytes),
-            crate::util::size::human_bytes(report.remaining_bytes)
-        ));
-    }
-    Ok(())
 }
 
 /// The host's live ISO in `dir`, around the shared `squashfs`.

@@ -36,12 +36,13 @@ use super::Error;
 use super::compressor::{Codec, CodecSettings};
 use crate::blockcache::{self, BlockCache};
 use crate::formats::Progress;
-use crate::formats::incompressible::looks_incompressible;
 
+mod coder;
 mod dedup;
 mod read;
 mod write;
 
+use coder::BlockCoder;
 use read::{BlockReader, read_error};
 use write::Writer;
 
@@ -742,38 +743,6 @@ impl DataPipeline {
             stats: self.stats,
             cache_stats: self.block_cache.as_ref().map(BlockCache::stats),
         })
-    }
-}
-
-/// A worker's compressor: the block cache first, then the incompressible
-/// test, then the codec.
-struct BlockCoder {
-    codec: Codec,
-    cache: Option<BlockCache>,
-    scratch: Vec<u8>,
-    raw_by_probe: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl BlockCoder {
-    /// As [`Codec::compress`]: false means "store it raw".
-    fn compress(&mut self, block: &[u8], out: &mut Vec<u8>) -> Result<bool, Error> {
-        let BlockCoder {
-            codec,
-            cache,
-            scratch,
-            raw_by_probe,
-        } = self;
-        let mut run = |block: &[u8], out: &mut Vec<u8>| {
-            if looks_incompressible(block, scratch) {
-                raw_by_probe.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return Ok(false);
-            }
-            codec.compress(block, out)
-        };
-        match cache {
-            Some(cache) => cache.compress_with(block, out, run),
-            None => run(block, out),
-        }
     }
 }
 
