@@ -7,6 +7,7 @@
 pub mod airship;
 pub mod ansible;
 pub mod artifacts;
+pub mod blockcache;
 pub mod boot;
 pub mod cli;
 pub mod commands;

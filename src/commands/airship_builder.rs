@@ -107,6 +107,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             )
         })?;
     cleanup::register(staging.path());
+    let cache = Cache::new(args.cache_dir.unwrap_or_else(Cache::default_root));
     let request = BuildRequest {
         lock: None,
         profile,
@@ -131,7 +132,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             no_proxy: job.no_proxy.clone(),
         },
         rebuild: args.rebuild,
-        cache: Cache::new(args.cache_dir.unwrap_or_else(Cache::default_root)),
+        block_cache: pipeline::open_block_cache(&cache, true)?,
+        cache,
         jobs: pipeline::jobs_or_default(args.jobs),
         source_date_epoch: args.source_date_epoch,
         hosts: None,

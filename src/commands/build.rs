@@ -55,6 +55,10 @@ pub struct Args {
     /// Where stage outputs are cached (default: $OSFORGE_CACHE_DIR, else ~/.cache/osforge).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Compress every squashfs block and qcow2 cluster anew instead of reusing
+    /// them from the block cache (in the cache directory, under blocks/).
+    #[arg(long)]
+    pub no_block_cache: bool,
     /// Compression threads, and with --hosts how many hosts' images are
     /// written at once (default: one per CPU).
     #[arg(long, short)]
@@ -119,6 +123,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         .map(crate::manifest::lock::LockFile::load)
         .transpose()
         .map_err(|e| crate::error::InputError(e.to_string()))?;
+    let cache = Cache::new(args.cache_dir.unwrap_or_else(Cache::default_root));
     let request = BuildRequest {
         lock,
         name,
@@ -130,7 +135,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         mirror: args.mirror,
         network: Network::from_environment(args.proxy, args.no_proxy),
         rebuild: args.rebuild,
-        cache: Cache::new(args.cache_dir.unwrap_or_else(Cache::default_root)),
+        block_cache: pipeline::open_block_cache(&cache, !args.no_block_cache)?,
+        cache,
         jobs: pipeline::jobs_or_default(args.jobs),
         source_date_epoch: args.source_date_epoch,
         hosts,

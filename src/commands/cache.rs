@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 
+use crate::blockcache::{self, BlockStore};
 use crate::cli::GlobalArgs;
 use crate::pipeline::cache::{Cache, PrunePolicy, PruneReport, Removal, Rule};
 use crate::util::duration::{parse_duration, short_duration};
@@ -43,6 +44,11 @@ pub struct PruneArgs {
     /// Remove least recently used entries until the cache is at most this big: 20G, 500M.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_size: Option<u64>,
+    /// The block cache's bound (blocks/, shared by the squashfs and qcow2
+    /// writers): least recently used blocks go until it fits; --older-than
+    /// applies to its blocks too.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value_t = blockcache::DEFAULT_MAX_BYTES)]
+    pub block_cache_max_size: u64,
     /// Say what would be removed, remove nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -68,13 +74,19 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             let report = cache
                 .prune(&policy, p.dry_run)
                 .with_context(|| format!("pruning the cache in {}", cache.root().display()))?;
-            print_report(&cache, &report, policy.max_size, global)
+            let blocks = open_blocks(&cache)?
+                .prune(Some(p.block_cache_max_size), p.older_than, p.dry_run)
+                .context("pruning the block cache")?;
+            print_report(&cache, &report, &blocks, policy.max_size, global)
         }
         CacheCommand::Clear(c) => {
             let report = cache
                 .clear(c.dry_run)
                 .with_context(|| format!("clearing the cache in {}", cache.root().display()))?;
-            print_report(&cache, &report, None, global)
+            let blocks = open_blocks(&cache)?
+                .clear(c.dry_run)
+                .context("clearing the block cache")?;
+            print_report(&cache, &report, &blocks, None, global)
         }
     }
 }
@@ -131,15 +143,22 @@ fn list(cache: &Cache, global: &GlobalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Pruning creates nothing: a cache without blocks/ has an empty store.
+fn open_blocks(cache: &Cache) -> anyhow::Result<BlockStore> {
+    Ok(BlockStore::at(&cache.block_store_dir()))
+}
+
 fn print_report(
     cache: &Cache,
     report: &PruneReport,
+    blocks: &blockcache::PruneReport,
     max_size: Option<u64>,
     global: &GlobalArgs,
 ) -> anyhow::Result<()> {
     if global.json {
         let mut value = serde_json::to_value(report)?;
         value["cache_dir"] = serde_json::json!(cache.root());
+        value["block_cache"] = serde_json::to_value(blocks)?;
         println!("{value}");
         return Ok(());
     }
@@ -200,6 +219,14 @@ fn print_report(
         n_entries(report.remaining_entries),
         human_bytes(report.remaining_bytes),
         cache.root().display()
+    );
+    println!(
+        "block cache: {} {} blocks ({}); {} blocks, {} left",
+        verb,
+        blocks.removed_entries,
+        human_bytes(blocks.freed_bytes),
+        blocks.remaining_entries,
+        human_bytes(blocks.remaining_bytes),
     );
     if let Some(max) = max_size.filter(|max| report.remaining_bytes > *max) {
         eprintln!(

@@ -52,6 +52,10 @@ pub struct Args {
     /// Compression threads (default: one per CPU).
     #[arg(long, short)]
     pub jobs: Option<usize>,
+    /// Reuse compressed qcow2 clusters from this store and add new ones to it
+    /// (created if missing). The image is the same with or without it.
+    #[arg(long, value_name = "DIR")]
+    pub block_cache: Option<PathBuf>,
     /// Reproducible build: identifiers derived from the profile, fixed filesystem times.
     #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "EPOCH")]
     pub source_date_epoch: Option<u64>,
@@ -124,6 +128,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         scratch_parent: &scratch_parent,
         grub_lib_dir: args.grub_dir.as_deref(),
         jobs: crate::pipeline::jobs_or_default(args.jobs),
+        block_cache: super::open_block_cache(args.block_cache.as_deref())?,
     };
     let show = !global.quiet && !global.json;
     let bar = Arc::new(Bar::bytes(
@@ -134,6 +139,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let result = disk::write(&image, &outputs, Arc::clone(&bar) as Arc<dyn Progress>);
     bar.finish();
     let summary = result?;
+    for out in &summary.outputs {
+        super::warn_block_cache(out.block_cache.as_ref(), global);
+    }
     if global.json {
         println!(
             "{}",
@@ -151,8 +159,12 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             );
         }
         for out in &summary.outputs {
+            let cache = out
+                .block_cache
+                .as_ref()
+                .map_or(String::new(), |s| format!("; {}", s.describe()));
             eprintln!(
-                "osforge: wrote {} ({}, {} virtual)",
+                "osforge: wrote {} ({}, {} virtual){cache}",
                 out.path.display(),
                 human_bytes(out.file_size_bytes),
                 human_bytes(summary.virtual_size_bytes)

@@ -75,3 +75,36 @@ pub(crate) fn io_reason(e: &std::io::Error) -> String {
         _ => e.to_string(),
     }
 }
+
+/// The store `--block-cache DIR` names, created if missing.
+pub(crate) fn open_block_cache(
+    dir: Option<&std::path::Path>,
+) -> anyhow::Result<Option<std::sync::Arc<crate::blockcache::BlockStore>>> {
+    let Some(dir) = dir else {
+        return Ok(None);
+    };
+    match crate::blockcache::BlockStore::open(dir) {
+        Ok(store) => Ok(Some(std::sync::Arc::new(store))),
+        Err(e) => crate::bail_input!(
+            "--block-cache {}: {}",
+            dir.display(),
+            std::error::Error::source(&e)
+                .and_then(|s| s.downcast_ref::<std::io::Error>())
+                .map_or_else(|| e.to_string(), io_reason)
+        ),
+    }
+}
+
+/// Names the corrupt entries a writer found in its block cache, on stderr
+/// (also with --json, whose report is stdout).
+pub(crate) fn warn_block_cache(
+    stats: Option<&crate::blockcache::Stats>,
+    global: &crate::cli::GlobalArgs,
+) {
+    if global.quiet {
+        return;
+    }
+    for line in stats.map(|s| s.warnings()).unwrap_or_default() {
+        eprintln!("osforge: warning: {line}");
+    }
+}

@@ -35,6 +35,11 @@ pub struct Args {
     /// Compression threads (default: one per CPU). The image does not depend on it.
     #[arg(long, short)]
     pub jobs: Option<usize>,
+    /// Reuse compressed clusters from this store and add new ones to it
+    /// (created if missing; may be shared by concurrent builds). The image is
+    /// the same with or without it.
+    #[arg(long, value_name = "DIR")]
+    pub block_cache: Option<PathBuf>,
 }
 
 fn parse_cluster_size(text: &str) -> Result<u32, String> {
@@ -62,6 +67,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         compression: args.compress,
         level: args.level,
         jobs: args.jobs.unwrap_or_else(|| Options::default().jobs).max(1),
+        block_cache: None,
     };
     // Every argument is checked before the output is created.
     if let Err(e) = opts.validate() {
@@ -97,6 +103,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         }
     };
 
+    let opts = Options {
+        block_cache: super::open_block_cache(args.block_cache.as_deref())?,
+        ..opts
+    };
     let mut output = AtomicOutput::create(&args.out)
         .with_context(|| format!("cannot create {} (in its directory)", args.out.display()))?;
     let visible = !global.quiet && !global.json;
@@ -113,8 +123,12 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     bar.finish();
     let summary = summary.with_context(|| format!("writing {}", args.out.display()))?;
     let report_line = |seconds: f64| {
+        let cache = summary
+            .block_cache
+            .as_ref()
+            .map_or(String::new(), |s| format!("; {}", s.describe()));
         format!(
-            "wrote {} ({}, virtual {}, {} KiB clusters: {} stored, {} compressed with {}, {} zero) in {:.1} s",
+            "wrote {} ({}, virtual {}, {} KiB clusters: {} stored, {} compressed with {}, {} zero, {} stored untried) in {:.1} s{cache}",
             args.out.display(),
             human_bytes(summary.file_size_bytes),
             human_bytes(summary.virtual_size_bytes),
@@ -123,9 +137,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             summary.compressed_clusters,
             summary.compression,
             summary.zero_clusters,
+            summary.raw_by_probe_clusters,
             seconds,
         )
     };
     super::finish_image(output, &summary, started, global, report_line)?;
+    super::warn_block_cache(summary.block_cache.as_ref(), global);
     Ok(())
 }

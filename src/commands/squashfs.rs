@@ -55,6 +55,11 @@ pub struct Args {
     /// Leave out the NFS export table.
     #[arg(long)]
     pub no_exports: bool,
+    /// Reuse compressed blocks from this store and add new ones to it
+    /// (created if missing; may be shared by concurrent builds). The image is
+    /// the same with or without it.
+    #[arg(long, value_name = "DIR")]
+    pub block_cache: Option<PathBuf>,
 }
 
 fn parse_block_size(text: &str) -> Result<u32, String> {
@@ -75,6 +80,7 @@ enum Input {
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    let block_cache = super::open_block_cache(args.block_cache.as_deref())?;
     let opts = squashfs::Options {
         compression: args.comp,
         level: args.level,
@@ -90,6 +96,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         tail_ends: !args.no_tailends,
         dedup: !args.no_dedup,
         exportable: !args.no_exports,
+        block_cache,
     };
     if let Some(level) = args.level
         && let Err(e) = args.comp.check_level(level)
@@ -158,8 +165,12 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     bar.finish();
     let summary = summary?;
     let report_line = |seconds: f64| {
+        let cache = summary
+            .block_cache
+            .as_ref()
+            .map_or(String::new(), |s| format!("; {}", s.describe()));
         format!(
-            "wrote {} ({}, {} inodes, {} {} KiB blocks) from {} in {:.1} s; {} duplicate files, {} sparse",
+            "wrote {} ({}, {} inodes, {} {} KiB blocks) from {} in {:.1} s; {} duplicate files, {} sparse, {} blocks stored raw untried{cache}",
             args.out.display(),
             human_bytes(summary.image_bytes),
             summary.inodes,
@@ -169,9 +180,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             seconds,
             summary.duplicate_files,
             human_bytes(summary.sparse_bytes),
+            summary.raw_by_probe_blocks,
         )
     };
     super::finish_image(output, &summary, started, global, report_line)?;
+    super::warn_block_cache(summary.block_cache.as_ref(), global);
     // A warning, so on stderr even with --json (stdout stays the report).
     if !global.quiet && summary.skipped_xattrs > 0 {
         eprintln!(

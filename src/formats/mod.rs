@@ -5,6 +5,7 @@ pub mod dirtree;
 pub mod ext4;
 pub mod fat;
 pub mod gpt;
+pub mod incompressible;
 pub mod iso;
 pub mod oci;
 pub mod qcow2;

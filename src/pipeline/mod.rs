@@ -11,6 +11,7 @@
 //! `--hosts`, every host's artifacts are made from the same stages ([`hosts`]).
 
 mod ansible;
+mod blocks;
 pub mod cache;
 pub mod hosts;
 mod layers;
@@ -32,6 +33,7 @@ use serde::Serialize;
 
 use crate::artifacts::disk;
 use crate::artifacts::live_iso::{self, LiveIso, Seed};
+use crate::blockcache::{self, BlockStore};
 use crate::formats::Progress;
 use crate::formats::squashfs::{self, SquashfsWriter, source::DirectorySource};
 use crate::manifest::{DebPackage, ManifestInputs, ProfileRecord, StageRecord};
@@ -39,13 +41,17 @@ use crate::profile::{HostFiles, HostRender, HostsFile, Profile, SearchPath};
 use crate::rootfs::{self, Network};
 use crate::util::output::AtomicOutput;
 use crate::util::progress::Bar;
+pub use blocks::open_block_cache;
+use blocks::{prune_block_cache, warn_block_cache};
 use cache::{Cache, Lookup, StageKey};
 use hosts::{HostReport, Staging, Target};
 
 /// Bumped when a stage's code changes what it produces, so old cache
 /// entries are not reused.
 const CONFIGURE_FORMAT: u32 = 3;
-const SQUASHFS_FORMAT: u32 = 2;
+/// 3: fragment blocks end at content-defined points; incompressible blocks
+/// are stored raw untried.
+const SQUASHFS_FORMAT: u32 = 3;
 
 /// Where live-boot mounts the medium it booted from, CD or USB alike.
 const LIVE_MEDIUM: &str = "/run/live/medium";
@@ -108,6 +114,8 @@ pub struct BuildRequest {
     pub network: Network,
     pub rebuild: bool,
     pub cache: Cache,
+    /// The cache's block store, unless `--no-block-cache`.
+    pub block_cache: Option<Arc<BlockStore>>,
     pub jobs: usize,
     pub source_date_epoch: Option<u64>,
     /// `--lock`: the versions to install, checked after the build.
@@ -157,6 +165,9 @@ pub struct StageReport {
     /// The profile whose part of the image the stage builds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// What the squashfs or qcow2 writer found in the block cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_cache: Option<blockcache::Stats>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -242,6 +253,7 @@ pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport>
         );
     }
     staging.publish(&mut by_host)?;
+    prune_block_cache(req, log)?;
     let hosts: Vec<HostReport> = targets
         .into_iter()
         .zip(by_host)
@@ -326,6 +338,7 @@ fn cached_stage(
         detail,
         from: from.map(|f| f.label.clone()),
         label: Some(label.to_string()),
+        block_cache: None,
     });
     Ok(StageOutput {
         dir,
@@ -469,6 +482,7 @@ fn make_disk(
         scratch_parent: &scratch,
         grub_lib_dir: None,
         jobs: req.jobs,
+        block_cache: req.block_cache.clone(),
     };
     let bar = Arc::new(Bar::bytes(
         "disk",
@@ -499,13 +513,18 @@ fn make_disk(
             )
         })
         .collect();
+    let block_cache = summary.outputs.iter().find_map(|o| o.block_cache.clone());
     let detail = format!(
-        "{}, {} virtual; {}",
+        "{}, {} virtual; {}{}",
         files.join(", "),
         crate::util::size::human_bytes(summary.virtual_size_bytes),
-        steps.join(", ")
+        steps.join(", "),
+        block_cache
+            .as_ref()
+            .map_or(String::new(), |s| format!("; {}", s.describe()))
     );
     log.info(&format!("disk: wrote {detail} in {seconds:.1} s"));
+    warn_block_cache(log, block_cache.as_ref());
     stages.push(StageReport {
         stage: "disk",
         key: None,
@@ -515,6 +534,7 @@ fn make_disk(
         detail,
         from: None,
         label: None,
+        block_cache,
     });
     types
         .iter()
@@ -560,6 +580,7 @@ fn make_squashfs(
     );
     let root = configured.dir.join("root");
     let jobs = req.jobs;
+    let mut block_cache = None;
     let out = cached_stage(
         req,
         &key,
@@ -583,6 +604,7 @@ fn make_squashfs(
                 block_size: s.block_size.0 as u32,
                 jobs,
                 mtime: req.source_date_epoch.map(|e| e.min(u32::MAX as u64) as u32),
+                block_cache: req.block_cache.clone(),
                 ..squashfs::Options::default()
             };
             let mut writer =
@@ -602,8 +624,14 @@ fn make_squashfs(
                 .and_then(|()| writer.finish());
             bar.finish();
             let summary = result?;
+            let reuse = summary
+                .block_cache
+                .as_ref()
+                .map_or(String::new(), |s| format!("; {}", s.describe()));
+            warn_block_cache(log, summary.block_cache.as_ref());
+            block_cache = summary.block_cache;
             Ok(format!(
-                "{} {} from {} ({} inodes)",
+                "{} {} from {} ({} inodes){reuse}",
                 summary.compression,
                 crate::util::size::human_bytes(summary.image_bytes),
                 crate::util::size::human_bytes(summary.bytes_in),
@@ -611,6 +639,9 @@ fn make_squashfs(
             ))
         },
     )?;
+    if let Some(stage) = stages.last_mut().filter(|s| s.stage == "squashfs") {
+        stage.block_cache = block_cache;
+    }
     Ok(out.dir.join("filesystem.squashfs"))
 }
 
@@ -681,6 +712,7 @@ fn make_live_iso(
         detail,
         from: None,
         label: None,
+        block_cache: None,
     });
     describe_artifact(ArtifactType::Iso, out)
 }

@@ -98,6 +98,7 @@ pub(super) fn make_oci(
         detail,
         from: Some(configured.label.clone()),
         label: None,
+        block_cache: None,
     });
     describe_artifact(ArtifactType::Oci, out_path)
 }

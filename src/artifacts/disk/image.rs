@@ -8,6 +8,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
+use crate::blockcache::{self, BlockStore};
 use crate::formats::Progress;
 use crate::formats::qcow2::{self, CompositeDisk, DiskSource, Qcow2Writer};
 
@@ -35,29 +36,32 @@ impl ImageFormat {
 /// skipped so the file stays sparse.
 const RAW_CHUNK_BYTES: usize = 1 << 20;
 
-/// Writes `disk` to `out` (empty) in `format`; returns the file's size.
+/// Writes `disk` to `out` (empty) in `format`; returns the file's size and,
+/// for qcow2 with a `block_cache`, what the cache did.
 pub fn write(
     disk: &CompositeDisk,
     format: ImageFormat,
     jobs: usize,
+    block_cache: Option<&Arc<BlockStore>>,
     out: &mut File,
     progress: Arc<dyn Progress>,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<(u64, Option<blockcache::Stats>)> {
     match format {
         ImageFormat::Qcow2 { compression, level } => {
             let opts = qcow2::Options {
                 compression,
                 level,
                 jobs,
+                block_cache: block_cache.cloned(),
                 ..qcow2::Options::default()
             };
             let summary =
                 Qcow2Writer::with_progress(opts, progress)?.write_disk(disk, &mut *out)?;
-            Ok(summary.file_size_bytes)
+            Ok((summary.file_size_bytes, summary.block_cache))
         }
         ImageFormat::Raw => {
             write_raw(disk, out, &*progress)?;
-            Ok(disk.len_bytes())
+            Ok((disk.len_bytes(), None))
         }
     }
 }
@@ -182,8 +186,16 @@ mod tests {
         .unwrap();
         let mut out = tempfile::tempfile().unwrap();
         assert_eq!(
-            write(&disk, ImageFormat::Raw, 1, &mut out, Arc::new(NoProgress)).unwrap(),
-            64 << 20
+            write(
+                &disk,
+                ImageFormat::Raw,
+                1,
+                None,
+                &mut out,
+                Arc::new(NoProgress)
+            )
+            .unwrap(),
+            (64 << 20, None)
         );
         let mut b = [0u8; 1];
         out.read_exact_at(&mut b, 511).unwrap();

@@ -24,6 +24,7 @@ pub mod image;
 pub mod plan;
 pub mod tree;
 
+use crate::blockcache::{self, BlockStore};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -85,6 +86,8 @@ pub struct DiskImage<'a> {
     pub grub_lib_dir: Option<&'a Path>,
     /// Compression threads for qcow2 outputs.
     pub jobs: usize,
+    /// Where qcow2 outputs look compressed clusters up first.
+    pub block_cache: Option<Arc<BlockStore>>,
 }
 
 /// One image file to write; a disk can be written in several formats from
@@ -101,6 +104,8 @@ pub struct OutputSummary {
     pub path: PathBuf,
     pub format: &'static str,
     pub file_size_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_cache: Option<blockcache::Stats>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -284,10 +289,11 @@ pub fn write(
         let path = &out.path;
         let mut file = AtomicOutput::create(path)
             .with_context(|| format!("cannot create {}", path.display()))?;
-        let file_size_bytes = image::write(
+        let (file_size_bytes, block_cache) = image::write(
             &composite,
             out.format,
             img.jobs,
+            img.block_cache.as_ref(),
             file.file(),
             Arc::clone(&progress),
         )
@@ -298,6 +304,7 @@ pub fn write(
                 path: path.clone(),
                 format: out.format.extension(),
                 file_size_bytes,
+                block_cache,
             },
         ));
         steps.done(out.format.extension());

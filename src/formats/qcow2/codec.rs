@@ -11,9 +11,36 @@
 //! Like qemu, a cluster is stored compressed only when that makes it shorter
 //! than a cluster; otherwise it is written as a standard cluster.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use zlib_rs::{Deflate, DeflateConfig, DeflateFlush, Method, Status, Strategy};
 
 use super::{Compression, Error};
+use crate::blockcache::BlockCache;
+use crate::formats::incompressible::{self, looks_incompressible};
+
+/// Bumped when an encoder changes its output (a zlib-rs upgrade, a changed
+/// option), so block caches do not serve the old bytes.
+const ENCODER_REVISION: u32 = 1;
+
+/// Names everything besides a cluster that shapes its compressed bytes, for
+/// the block cache.
+pub(crate) fn cache_namespace(
+    compression: Compression,
+    level: Option<u32>,
+    cluster_bytes: u32,
+) -> String {
+    format!(
+        "qcow2 {} level {} cluster {} zstd {} incompressible {} rev {}",
+        compression.name(),
+        level.or(compression.default_level()).unwrap_or(0),
+        cluster_bytes,
+        zstd::zstd_safe::version_number(),
+        incompressible::REVISION,
+        ENCODER_REVISION,
+    )
+}
 
 /// 4 KiB deflate window: what qemu's `inflateInit2(-12)` accepts.
 pub(crate) const DEFLATE_WINDOW_BITS: i32 = 12;
@@ -28,6 +55,10 @@ enum State {
 
 pub(crate) struct Codec {
     state: State,
+    cache: Option<BlockCache>,
+    /// Counts the clusters stored uncompressed on the incompressible test.
+    raw_by_probe: Arc<AtomicU64>,
+    scratch: Vec<u8>,
 }
 
 impl Codec {
@@ -51,42 +82,94 @@ impl Codec {
                 }
             })?),
         };
-        Ok(Codec { state })
+        Ok(Codec {
+            state,
+            cache: None,
+            raw_by_probe: Arc::default(),
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Looks clusters up in `cache` before compressing them, and counts the
+    /// ones the incompressible test sends straight to storage.
+    pub fn with_cache(self, cache: Option<BlockCache>, raw_by_probe: Arc<AtomicU64>) -> Codec {
+        Codec {
+            cache,
+            raw_by_probe,
+            ..self
+        }
     }
 
     /// Compresses one whole cluster into `out` (resized as needed). Returns the
-    /// compressed length, or `None` when the cluster should be stored as is.
+    /// compressed length, or `None` when the cluster should be stored as is:
+    /// it would not shrink, or it looks incompressible
+    /// ([`crate::formats::incompressible`]).
     pub fn compress(&mut self, cluster: &[u8], out: &mut Vec<u8>) -> Option<usize> {
-        // Anything not shorter than a cluster is useless (qemu's rule too).
-        let limit = cluster.len() - 1;
-        match &mut self.state {
-            State::None => None,
-            State::Zlib(deflate) => {
-                // zlib-rs 0.6.8 panics in its stored-block path when the output
-                // buffer runs out mid-stream, so it gets room for the worst case
-                // and the length is checked afterwards.
-                let bound = zlib_rs::compress_bound(cluster.len());
-                if out.len() < bound {
-                    out.resize(bound, 0);
+        if matches!(self.state, State::None) {
+            return None;
+        }
+        let Codec {
+            state,
+            cache,
+            raw_by_probe,
+            scratch,
+        } = self;
+        let mut run =
+            |cluster: &[u8], out: &mut Vec<u8>| -> Result<bool, std::convert::Infallible> {
+                if looks_incompressible(cluster, scratch) {
+                    raw_by_probe.fetch_add(1, Ordering::Relaxed);
+                    return Ok(false);
                 }
-                deflate.reset();
-                match deflate.compress(cluster, out, DeflateFlush::Finish) {
-                    Ok(Status::StreamEnd) => {
-                        Some(deflate.total_out() as usize).filter(|&n| n <= limit)
+                Ok(match encode(state, cluster, out) {
+                    Some(n) => {
+                        out.truncate(n);
+                        true
                     }
-                    // Not reached with a worst-case buffer; storing the cluster
-                    // uncompressed is always correct.
-                    Ok(_) | Err(_) => None,
-                }
+                    None => false,
+                })
+            };
+        let compressed = match cache {
+            Some(cache) => cache.compress_with(cluster, out, run),
+            None => run(cluster, out),
+        };
+        match compressed {
+            Ok(true) => Some(out.len()),
+            Ok(false) => None,
+            Err(never) => match never {},
+        }
+    }
+}
+
+/// Runs the encoder on one cluster; as [`Codec::compress`], `out` may end up
+/// longer than the length returned.
+fn encode(state: &mut State, cluster: &[u8], out: &mut Vec<u8>) -> Option<usize> {
+    // Anything not shorter than a cluster is useless (qemu's rule too).
+    let limit = cluster.len() - 1;
+    match state {
+        State::None => None,
+        State::Zlib(deflate) => {
+            // zlib-rs 0.6.8 panics in its stored-block path when the output
+            // buffer runs out mid-stream, so it gets room for the worst case
+            // and the length is checked afterwards.
+            let bound = zlib_rs::compress_bound(cluster.len());
+            if out.len() < bound {
+                out.resize(bound, 0);
             }
-            State::Zstd(c) => {
-                // Room for `limit` bytes only: incompressible data fails early.
-                if out.len() < limit {
-                    out.resize(limit, 0);
-                }
-                // zstd's only failure here is "destination too small".
-                c.compress_to_buffer(cluster, &mut out[..limit]).ok()
+            deflate.reset();
+            match deflate.compress(cluster, out, DeflateFlush::Finish) {
+                Ok(Status::StreamEnd) => Some(deflate.total_out() as usize).filter(|&n| n <= limit),
+                // Not reached with a worst-case buffer; storing the cluster
+                // uncompressed is always correct.
+                Ok(_) | Err(_) => None,
             }
+        }
+        State::Zstd(c) => {
+            // Room for `limit` bytes only: incompressible data fails early.
+            if out.len() < limit {
+                out.resize(limit, 0);
+            }
+            // zstd's only failure here is "destination too small".
+            c.compress_to_buffer(cluster, &mut out[..limit]).ok()
         }
     }
 }
@@ -153,7 +236,8 @@ mod tests {
             for cluster_bytes in [4096, 65536] {
                 for seed in 0..8 {
                     let cluster = noise(cluster_bytes, seed);
-                    assert_eq!(codec.compress(&cluster, &mut Vec::new()), None);
+                    // The encoder itself: `compress` would not run it on noise.
+                    assert_eq!(encode(&mut codec.state, &cluster, &mut Vec::new()), None);
                 }
             }
         }

@@ -8,9 +8,10 @@
 
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::allocator::{HostAllocator, Placement};
-use super::codec::Codec;
+use super::codec::{self, Codec};
 use super::header::Header;
 use super::layout::{check_virtual_size, plan};
 use super::pipeline::{self, Feed, Stored};
@@ -19,6 +20,7 @@ use super::table::{
     SECTOR_BYTES, l1_entry, l2_compressed_entry, l2_entries, l2_standard_entry, table_bytes,
 };
 use super::{Compression, DEFAULT_CLUSTER_SIZE, Error, MAX_CLUSTER_SIZE, MIN_CLUSTER_SIZE};
+use crate::blockcache::{self, BlockCache, BlockStore};
 use crate::formats::{NoProgress, Progress};
 
 /// Output buffering: large enough that compressed clusters (often a few KiB)
@@ -36,6 +38,8 @@ pub struct Options {
     pub level: Option<u32>,
     /// Compression threads. The image does not depend on it.
     pub jobs: usize,
+    /// Look clusters up here before compressing them.
+    pub block_cache: Option<Arc<BlockStore>>,
 }
 
 impl Default for Options {
@@ -47,6 +51,7 @@ impl Default for Options {
             jobs: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
+            block_cache: None,
         }
     }
 }
@@ -94,6 +99,11 @@ pub struct Summary {
     /// Guest clusters not stored because they read as zeros.
     pub zero_clusters: u64,
     pub l2_tables: u64,
+    /// Clusters stored uncompressed without running the compressor: they
+    /// looked incompressible.
+    pub raw_by_probe_clusters: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_cache: Option<blockcache::Stats>,
 }
 
 pub struct Qcow2Writer {
@@ -141,8 +151,23 @@ impl Qcow2Writer {
     }
 
     fn write<W: Write + Seek>(&self, feed: Feed<'_>, out: W) -> Result<Summary, Error> {
+        let cache = match &self.opts.block_cache {
+            Some(store) if self.opts.compression != Compression::None => Some(BlockCache::new(
+                Arc::clone(store),
+                &codec::cache_namespace(
+                    self.opts.compression,
+                    self.opts.level,
+                    self.opts.cluster_size_bytes,
+                ),
+            )),
+            _ => None,
+        };
+        let raw_by_probe = Arc::new(AtomicU64::new(0));
         let codecs = (0..self.opts.jobs.max(1))
-            .map(|_| Codec::new(self.opts.compression, self.opts.level))
+            .map(|_| {
+                Codec::new(self.opts.compression, self.opts.level)
+                    .map(|c| c.with_cache(cache.clone(), Arc::clone(&raw_by_probe)))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let mut image = ImageWriter::start(out, self.cluster_bits)?;
         let input_bytes = pipeline::run(
@@ -152,7 +177,10 @@ impl Qcow2Writer {
             &*self.progress,
             &mut |guest_cluster, stored| image.add_cluster(guest_cluster, stored),
         )?;
-        image.finish(input_bytes, self.opts.compression)
+        let mut summary = image.finish(input_bytes, self.opts.compression)?;
+        summary.raw_by_probe_clusters = raw_by_probe.load(Ordering::Relaxed);
+        summary.block_cache = cache.as_ref().map(BlockCache::stats);
+        Ok(summary)
     }
 }
 
@@ -311,6 +339,8 @@ impl<W: Write + Seek> ImageWriter<W> {
             compressed_clusters: self.compressed_clusters,
             zero_clusters: guest_clusters - self.allocated_clusters,
             l2_tables: self.l2_tables,
+            raw_by_probe_clusters: 0,
+            block_cache: None,
         })
     }
 }

@@ -49,6 +49,7 @@ fn options(compression: Compression, cluster_size_bytes: u32, jobs: usize) -> Op
         compression,
         level: None,
         jobs,
+        block_cache: None,
     }
 }
 

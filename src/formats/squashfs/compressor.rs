@@ -101,6 +101,10 @@ impl FromStr for Compression {
     }
 }
 
+/// Bumped when an encoder changes its output (a libdeflate, liblzma or lz4_flex
+/// upgrade, a changed option), so block caches do not serve the old bytes.
+const ENCODER_REVISION: u32 = 1;
+
 /// Settings shared by every codec instance of one image.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CodecSettings {
@@ -112,6 +116,21 @@ pub(crate) struct CodecSettings {
 impl CodecSettings {
     fn xz_dict_size(&self) -> u32 {
         self.block_size.max(8192)
+    }
+
+    /// Names everything besides a block that shapes its compressed bytes,
+    /// for the block cache: the compressor's settings, the zstd library (its
+    /// output may change between releases), and the incompressible test.
+    pub fn cache_namespace(&self) -> String {
+        format!(
+            "squashfs {} level {} block {} zstd {} incompressible {} rev {}",
+            self.compression,
+            self.level,
+            self.block_size,
+            zstd::zstd_safe::version_number(),
+            crate::formats::incompressible::REVISION,
+            ENCODER_REVISION,
+        )
     }
 
     /// The compressor-options record written after the superblock, if any.

@@ -20,6 +20,7 @@ use super::superblock::{DEVICE_BLOCK_SIZE, INVALID_TABLE, SUPERBLOCK_SIZE, Super
 use super::tree::{Attrs, InodeId, Kind, ROOT, Tree};
 use super::xattr::XattrTable;
 use super::{Error, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
+use crate::blockcache::{self, BlockCache, BlockStore};
 use crate::formats::{NoProgress, Progress};
 
 #[derive(Debug, Clone)]
@@ -44,6 +45,8 @@ pub struct Options {
     pub dedup: bool,
     /// Write the export table so the image can be exported over NFS.
     pub exportable: bool,
+    /// Look data and fragment blocks up here before compressing them.
+    pub block_cache: Option<Arc<BlockStore>>,
 }
 
 impl Default for Options {
@@ -62,6 +65,7 @@ impl Default for Options {
             tail_ends: true,
             dedup: true,
             exportable: true,
+            block_cache: None,
         }
     }
 }
@@ -87,6 +91,10 @@ pub struct Summary {
     pub skipped_xattrs: u64,
     pub compression: String,
     pub block_size: u32,
+    /// Blocks not compressed because they looked incompressible.
+    pub raw_by_probe_blocks: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_cache: Option<blockcache::Stats>,
 }
 
 pub struct SquashfsWriter {
@@ -135,6 +143,9 @@ impl SquashfsWriter {
                 dedup: opts.dedup,
                 data_start: SUPERBLOCK_SIZE as u64 + options_len,
             },
+            opts.block_cache
+                .as_ref()
+                .map(|store| BlockCache::new(Arc::clone(store), &settings.cache_namespace())),
         )?;
         let mkfs_time = opts.mtime.unwrap_or_else(|| {
             SystemTime::now()
@@ -367,6 +378,7 @@ impl SquashfsWriter {
             partial_duplicate_files,
             sparse_bytes,
             fragment_blocks,
+            raw_by_probe_blocks,
         } = data.stats;
         Ok(Summary {
             image_bytes: padded,
@@ -388,6 +400,8 @@ impl SquashfsWriter {
             skipped_xattrs: xattrs.skipped,
             compression: opts.compression.to_string(),
             block_size: opts.block_size,
+            raw_by_probe_blocks,
+            block_cache: data.cache_stats,
         })
     }
 }

@@ -140,7 +140,11 @@ pub(super) fn scan(root: &Path) -> Result<Vec<KeyFiles>, CacheError> {
         let Some(stage_name) = stage.file_name().to_str().map(str::to_string) else {
             continue;
         };
-        if stage_name == SCRATCH || stage_name.starts_with('.') || !stage.path().is_dir() {
+        if stage_name == SCRATCH
+            || stage_name == super::BLOCKS
+            || stage_name.starts_with('.')
+            || !stage.path().is_dir()
+        {
             continue;
         }
         let stage_dir = stage.path();

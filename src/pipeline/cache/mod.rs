@@ -37,6 +37,8 @@ pub use prune::{PrunePolicy, PruneReport, Removal, Rule, Stale};
 use lock::{Flock, LockFile, Mode};
 
 const MANIFEST: &str = "manifest.json";
+/// The block cache under the cache root ([`crate::blockcache`]); not a stage.
+const BLOCKS: &str = "blocks";
 /// Name parts of an entry's temporary directories: `.<key>.tmp-*` while it
 /// is built, `.<key>.del-*` while it is removed.
 const TEMP_INFIX: &str = "tmp-";
@@ -118,6 +120,15 @@ impl Cache {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The store of compressed blocks builds with this cache share.
+    pub fn block_store(&self) -> Result<crate::blockcache::BlockStore, crate::blockcache::Error> {
+        crate::blockcache::BlockStore::open(&self.block_store_dir())
+    }
+
+    pub fn block_store_dir(&self) -> PathBuf {
+        self.root.join(BLOCKS)
     }
 
     fn entry_dir(&self, key: &StageKey) -> PathBuf {
@@ -322,6 +333,4 @@ fn diff_values(
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::util::hex;
