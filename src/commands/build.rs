@@ -62,6 +62,35 @@ pub struct Args {
     /// Reproducible build: fixes every timestamp to at most this time.
     #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "EPOCH")]
     pub source_date_epoch: Option<u64>,
+    /// The site's Secure Boot db key (PEM): the live ISO's UEFI loader is a
+    /// unified kernel image signed with it. Read only by sbsign, never logged.
+    #[arg(long, value_name = "FILE", requires = "signing_cert")]
+    pub signing_key: Option<PathBuf>,
+    /// The certificate (PEM) of --signing-key, as enrolled in the firmware's db.
+    #[arg(long, value_name = "FILE", requires = "signing_key")]
+    pub signing_cert: Option<PathBuf>,
+}
+
+/// `--signing-key` and `--signing-cert`, checked to be readable files; the
+/// key's contents are left to sbsign.
+fn signing_key(args: &Args) -> anyhow::Result<Option<crate::boot::uki::SigningKey>> {
+    let (Some(key), Some(cert)) = (&args.signing_key, &args.signing_cert) else {
+        return Ok(None);
+    };
+    for (flag, path) in [("--signing-key", key), ("--signing-cert", cert)] {
+        if let Err(e) = std::fs::File::open(path) {
+            crate::bail_input!("{flag} {}: {e}", path.display());
+        }
+    }
+    if args.types.iter().any(|t| *t != ArtifactType::Iso) {
+        crate::bail_input!(
+            "--signing-key signs the live ISO's UEFI loader; build --type iso with it (disk images take disk.secure_boot)"
+        );
+    }
+    Ok(Some(crate::boot::uki::SigningKey {
+        key: key.clone(),
+        cert: cert.clone(),
+    }))
 }
 
 fn parse_var(text: &str) -> Result<(String, String), String> {
@@ -98,6 +127,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         .map(|path| profile::HostsFile::load(path, &profile, &search))
         .transpose()
         .map_err(|e| e.into_input_error())?;
+    let signing = signing_key(&args)?;
     let name = args.name.clone().unwrap_or_else(|| profile.name.clone());
     if name.is_empty() || name.contains('/') {
         crate::bail_input!("invalid value '{name}' for '--name': expected a file name without '/'");
@@ -117,6 +147,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         source_date_epoch: args.source_date_epoch,
         hosts,
         profile,
+        signing,
     };
     let log = Log {
         quiet: global.quiet || global.json,

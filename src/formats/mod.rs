@@ -7,6 +7,7 @@ pub mod fat;
 pub mod gpt;
 pub mod iso;
 pub mod oci;
+pub mod pe;
 pub mod qcow2;
 pub mod squashfs;
 pub mod swap;
