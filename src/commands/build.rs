@@ -64,18 +64,25 @@ pub struct Args {
     pub source_date_epoch: Option<u64>,
     /// The site's Secure Boot db key (PEM): the live ISO's UEFI loader is a
     /// unified kernel image signed with it. Read only by sbsign, never logged.
-    #[arg(long, value_name = "FILE", requires = "signing_cert")]
+    #[arg(long, value_name = "FILE")]
     pub signing_key: Option<PathBuf>,
     /// The certificate (PEM) of --signing-key, as enrolled in the firmware's db.
-    #[arg(long, value_name = "FILE", requires = "signing_key")]
+    #[arg(long, value_name = "FILE")]
     pub signing_cert: Option<PathBuf>,
 }
 
 /// `--signing-key` and `--signing-cert`, checked to be readable files; the
 /// key's contents are left to sbsign.
 fn signing_key(args: &Args) -> anyhow::Result<Option<crate::boot::uki::SigningKey>> {
-    let (Some(key), Some(cert)) = (&args.signing_key, &args.signing_cert) else {
-        return Ok(None);
+    let (key, cert) = match (&args.signing_key, &args.signing_cert) {
+        (None, None) => return Ok(None),
+        (Some(key), Some(cert)) => (key, cert),
+        (Some(_), None) => {
+            crate::bail_input!("--signing-key needs --signing-cert (its certificate)")
+        }
+        (None, Some(_)) => {
+            crate::bail_input!("--signing-cert needs --signing-key (the key it certifies)")
+        }
     };
     for (flag, path) in [("--signing-key", key), ("--signing-cert", cert)] {
         if let Err(e) = std::fs::File::open(path) {
