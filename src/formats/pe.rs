@@ -378,10 +378,10 @@ fn common_name(name: &[u8]) -> Result<String, Error> {
 pub(crate) mod tests {
     use super::*;
 
-    /// A minimal PE32+ image: headers (room for 4 section headers) and one
-    /// `.text` section.
+    /// A minimal PE32+ image: 1 KiB of headers (room for 15 section
+    /// headers) and one `.text` section.
     pub(crate) fn tiny_pe() -> Vec<u8> {
-        let mut b = vec![0u8; 0x400];
+        let mut b = vec![0u8; 0x600];
         b[..2].copy_from_slice(b"MZ");
         put_u32(&mut b, 0x3c, 0x80);
         b[0x80..0x84].copy_from_slice(b"PE\0\0");
@@ -394,14 +394,14 @@ pub(crate) mod tests {
         put_u32(&mut b, opt + 32, 0x1000);
         put_u32(&mut b, opt + 36, 0x200);
         put_u32(&mut b, opt + 56, 0x2000);
-        put_u32(&mut b, opt + 60, 0x200);
+        put_u32(&mut b, opt + 60, 0x400);
         put_u32(&mut b, opt + 108, 16);
         let sec = opt + 240;
         b[sec..sec + 5].copy_from_slice(b".text");
         put_u32(&mut b, sec + 8, 0x100);
         put_u32(&mut b, sec + 12, 0x1000);
         put_u32(&mut b, sec + 16, 0x200);
-        put_u32(&mut b, sec + 20, 0x200);
+        put_u32(&mut b, sec + 20, 0x400);
         b
     }
 
@@ -430,11 +430,12 @@ pub(crate) mod tests {
     #[test]
     fn no_room_long_names_and_signed_images_are_refused() {
         let image = tiny_pe();
-        let five: Vec<(&str, &[u8])> = vec![("a", b"x"); 5];
+        let many: Vec<(&str, &[u8])> = vec![("a", b"x"); 15];
         assert!(matches!(
-            add_sections(&image, &five),
-            Err(Error::NoRoomForSections { wanted: 5 })
+            add_sections(&image, &many),
+            Err(Error::NoRoomForSections { wanted: 15 })
         ));
+        assert!(add_sections(&image, &many[..14]).is_ok());
         assert!(matches!(
             add_sections(&image, &[(".toolongname", b"x")]),
             Err(Error::SectionName(_))
