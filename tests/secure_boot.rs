@@ -554,3 +554,35 @@ fn inspect_names_the_signer_of_every_efi_binary_as_sbverify_does() {
     assert_eq!(efi["signers"][0]["subject"], "osforge test db key", "{efi}");
     assert_eq!(efi["signers"].as_array().unwrap().len(), 1, "{efi}");
 }
+
+#[test]
+fn boot_takes_ovmf_vars_only_for_uefi_and_only_a_file() {
+    let built = built();
+    let cases = [
+        (
+            vec![
+                "--ovmf-vars",
+                "/nonexistent/vars.fd",
+                "--firmware",
+                "uefi-secure",
+            ],
+            "--ovmf-vars /nonexistent/vars.fd: no such file",
+        ),
+        (
+            vec!["--ovmf-vars", built.cert.to_str().unwrap()],
+            "--ovmf-vars needs --firmware uefi or uefi-secure",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = osforge()
+            .arg("boot")
+            .arg(&built.shim_iso)
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}

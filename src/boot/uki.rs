@@ -56,11 +56,13 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-/// The stub to use: the image's own, else this machine's.
+/// The stub to use: the image's own (its links resolved inside the
+/// image), else this machine's.
 pub fn find_stub(rootfs: &Path) -> Option<PathBuf> {
-    let image = rootfs.join(&STUB_PATH[1..]);
-    [image, PathBuf::from(STUB_PATH)]
+    let image = crate::osconfig::rootpath::resolve(rootfs, Path::new(STUB_PATH), true).ok();
+    image
         .into_iter()
+        .chain([PathBuf::from(STUB_PATH)])
         .find(|p| p.is_file())
 }
 
