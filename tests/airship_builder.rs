@@ -189,6 +189,7 @@ fn v1_builds_the_iso_airshipctl_asks_for_and_it_boots_with_the_given_user_data_a
         media: Media::Cd,
         memory_mib: 1536,
         extra_cdroms: Vec::new(),
+        ovmf_vars: None,
         timeout: Duration::from_secs(900),
     };
     let started = Instant::now();

@@ -88,28 +88,6 @@ fn built() -> &'static Built {
     })
 }
 
-/// `make()`'s result, made by the first test that asks; a panic is kept and
-/// reported to every test that asks, not retried by each.
-fn once<T>(
-    cell: &'static OnceLock<Result<T, String>>,
-    what: &str,
-    make: impl FnOnce() -> T,
-) -> &'static T {
-    let result = cell.get_or_init(|| {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(make)).map_err(|panic| {
-            panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default()
-        })
-    });
-    match result {
-        Ok(built) => built,
-        Err(message) => panic!("the shared {what} failed: {message}"),
-    }
-}
-
 #[test]
 fn the_live_iso_boots_from_cd_and_usb_under_bios_and_uefi_with_its_host_name_and_kernel_arguments()
 {
@@ -130,6 +108,7 @@ fn the_live_iso_boots_from_cd_and_usb_under_bios_and_uefi_with_its_host_name_and
             media,
             memory_mib: 1536,
             extra_cdroms: Vec::new(),
+            ovmf_vars: None,
             timeout: Duration::from_secs(900),
         })
         .collect();

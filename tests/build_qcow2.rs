@@ -461,6 +461,7 @@ fn the_hosts_boot_under_seabios_ovmf_and_secure_boot_with_their_seed_and_grow_ro
                 media: Media::Disk,
                 memory_mib: MEMORY_MIB,
                 extra_cdroms: vec![seed.clone()],
+                ovmf_vars: None,
                 timeout: BOOT_TIMEOUT,
             })
             .collect();

@@ -644,6 +644,7 @@ fn boot(iso: &Path, work: &Path, firmware: Firmware, media: Media) -> Result<Str
         media,
         memory_mib: 256,
         extra_cdroms: Vec::new(),
+        ovmf_vars: None,
         timeout: BOOT_TIMEOUT,
     };
     let log = boot_until(&b, work, |text| {

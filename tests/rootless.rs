@@ -148,6 +148,7 @@ fn a_rootless_build_boots_and_a_locked_root_build_gives_the_same_bytes() {
                 media: Media::Disk,
                 memory_mib: 1024,
                 extra_cdroms: Vec::new(),
+                ovmf_vars: None,
                 timeout: Duration::from_secs(900),
             };
             let dir = work.path().join("boot");

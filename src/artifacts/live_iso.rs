@@ -12,12 +12,20 @@
 //! ```
 //! The ISO is its own seed: cloud-init finds it by its label, as Airship's
 //! ephemeral ISO was its own config drive.
+//!
+//! With `iso.secure_boot` the UEFI path is the distribution's signed chain
+//! ([`crate::boot::secure`]): shim as `EFI/BOOT/BOOTX64.EFI`, the signed
+//! GRUB beside it, and `EFI/debian/grub.cfg` holding the early config the
+//! unsigned GRUB embeds. With a site's own key (`--signing-key`), UEFI
+//! boots a unified kernel image signed with it ([`crate::boot::uki`]) from
+//! the ESP instead. The BIOS path is the same either way.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
 use crate::boot::grub::{self, GrubOptions};
+use crate::boot::uki::{self, SigningKey};
 use crate::formats::Progress;
 use crate::formats::iso::{IsoImage, IsoOptions, IsoSummary};
 use crate::osconfig::rootpath;
@@ -46,6 +54,12 @@ pub struct LiveIso<'a> {
     pub volume_id: &'a str,
     pub seed: &'a Seed,
     pub mtime: Option<i64>,
+    /// UEFI through the image's signed shim and GRUB (`iso.secure_boot`).
+    pub secure_boot: bool,
+    /// The kernel command line (what grub.cfg passes), for a signed UKI.
+    pub cmdline: &'a str,
+    /// A site's own key: UEFI boots a UKI signed with it instead of GRUB.
+    pub signing: Option<&'a SigningKey>,
 }
 
 /// The kernel and initrd the image boots: `/vmlinuz` and `/initrd.img` as the
@@ -129,7 +143,30 @@ pub fn write(
         }
     }
     image.add_bytes(grub::CONFIG_PATH, iso.grub_cfg.as_bytes())?;
-    grub::build(&GrubOptions::for_image(&image))?.install(&mut image)?;
+    let mut options = GrubOptions::for_image(&image);
+    if let Some(key) = iso.signing {
+        let work = tempfile::Builder::new()
+            .prefix("osforge-uki-")
+            .tempdir()
+            .context("creating a scratch directory for the UKI")?;
+        let _registered = crate::util::cleanup::Registered::new(work.path());
+        let uki = uki::signed_uki(iso.rootfs, &kernel, &initrd, iso.cmdline, key, work.path())?;
+        options.efi_files = Some(vec![(grub::EFI_LOADER_PATH.to_string(), uki)]);
+    } else if iso.secure_boot {
+        let stub = grub::early_config(&options.boot_id);
+        let files = crate::boot::secure::signed_loaders(iso.rootfs, &stub, "iso.secure_boot")?;
+        let mut read = Vec::new();
+        for (path, file) in files {
+            read.push((path, file.read()?));
+        }
+        options.efi_files = Some(read);
+    }
+    let mut boot = grub::build(&options)?;
+    if let (Some(_), Some(efi)) = (iso.signing, boot.efi.as_mut()) {
+        // The UKI (kernel and initrd, ~50 MB) stays in the ESP only.
+        efi.files.clear();
+    }
+    boot.install(&mut image)?;
     progress.set_total(image.planned_size().context("laying out the ISO")?);
 
     let mut out = AtomicOutput::create(out_path)

@@ -192,6 +192,11 @@ pub struct GrubOptions {
     pub extra_modules: Vec<String>,
     /// Timestamp of the ESP's FAT entries (Unix seconds).
     pub mtime: Option<i64>,
+    /// UEFI boot files to use instead of a GRUB built here (paths in the
+    /// ESP and their contents): a signed shim as [`EFI_LOADER_PATH`] and
+    /// what it loads. Nothing is embedded in them, so the files include a
+    /// config that finds the ISO ([`early_config`]) where their GRUB reads it.
+    pub efi_files: Option<Vec<(String, Vec<u8>)>>,
 }
 
 impl GrubOptions {
@@ -204,6 +209,7 @@ impl GrubOptions {
             mkimage: None,
             extra_modules: Vec::new(),
             mtime: None,
+            efi_files: None,
         }
     }
 }
@@ -230,8 +236,10 @@ pub struct BiosImages {
 /// The UEFI loader and the FAT image (ESP) that holds it.
 #[derive(Debug, Clone)]
 pub struct EfiImages {
-    /// Also stored in the ISO tree at [`EFI_LOADER_PATH`] when present.
-    pub loader: Option<Vec<u8>>,
+    /// The ESP's files, also stored in the ISO tree (for firmware that
+    /// reads ISO 9660 itself): the loader at [`EFI_LOADER_PATH`] and, for
+    /// Secure Boot, what it loads.
+    pub files: Vec<(String, Vec<u8>)>,
     pub esp: EspImage,
 }
 
@@ -308,8 +316,7 @@ pub fn build(options: &GrubOptions) -> Result<GrubBoot, Error> {
             source: e,
         })?;
     // Removed on drop, and by the signal handler if osforge is interrupted.
-    crate::util::cleanup::register(work.path());
-    let _registered = Unregister(work.path());
+    let _registered = crate::util::cleanup::Registered::new(work.path());
     let config_path = work.path().join("early.cfg");
     std::fs::write(&config_path, &early_config).map_err(|e| Error::Running {
         tool: "a temporary directory".into(),
@@ -344,17 +351,22 @@ pub fn build(options: &GrubOptions) -> Result<GrubBoot, Error> {
     } else {
         None
     };
-    let efi = if options.uefi {
+    let efi = if let Some(files) = &options.efi_files {
+        Some(EfiImages {
+            esp: EspImage::Bytes(esp_image(files, options.mtime)?),
+            files: files.clone(),
+        })
+    } else if options.uefi {
         let loader = mkimage.run(
             EFI_PLATFORM,
             "x86_64-efi",
             EFI_MODULES,
             "grub-efi-amd64-bin",
         )?;
-        let esp = esp_image(&loader, options.mtime)?;
+        let files = vec![(EFI_LOADER_PATH.to_string(), loader)];
         Some(EfiImages {
-            loader: Some(loader),
-            esp: EspImage::Bytes(esp),
+            esp: EspImage::Bytes(esp_image(&files, options.mtime)?),
+            files,
         })
     } else {
         None
@@ -367,16 +379,18 @@ pub fn build(options: &GrubOptions) -> Result<GrubBoot, Error> {
     })
 }
 
-/// A FAT image holding `loader` as `EFI/BOOT/BOOTX64.EFI`: the El Torito
-/// UEFI image and the ESP of a hybrid ISO (`efiboot.img`). FAT12 for a
-/// GRUB-sized loader, which every UEFI implementation reads.
-pub fn esp_image(loader: &[u8], mtime: Option<i64>) -> Result<Vec<u8>, fat::Error> {
+/// A FAT image holding `files` (the loader as `EFI/BOOT/BOOTX64.EFI`):
+/// the El Torito UEFI image and the ESP of a hybrid ISO (`efiboot.img`).
+/// FAT12 for a GRUB-sized loader, which every UEFI implementation reads.
+pub fn esp_image(files: &[(String, Vec<u8>)], mtime: Option<i64>) -> Result<Vec<u8>, fat::Error> {
     let mut image = FatImage::new(FatOptions {
         label: Some(ESP_LABEL.into()),
         mtime,
         ..FatOptions::default()
     })?;
-    image.add_bytes(EFI_LOADER_PATH, loader.to_vec())?;
+    for (path, contents) in files {
+        image.add_bytes(path, contents.clone())?;
+    }
     image.to_vec()
 }
 
@@ -399,8 +413,8 @@ impl GrubBoot {
             boot.bios = Some(BiosBoot::grub2(BIOS_IMAGE_PATH, bios.mbr_code.clone()));
         }
         if let Some(efi) = &self.efi {
-            if let Some(loader) = &efi.loader {
-                iso.add_bytes(EFI_LOADER_PATH, loader.clone())?;
+            for (path, contents) in &efi.files {
+                iso.add_bytes(path, contents.clone())?;
             }
             boot.uefi = Some(UefiBoot {
                 esp: efi.esp.clone(),
@@ -409,14 +423,6 @@ impl GrubBoot {
         }
         iso.set_boot(boot)?;
         Ok(())
-    }
-}
-
-struct Unregister<'a>(&'a Path);
-
-impl Drop for Unregister<'_> {
-    fn drop(&mut self) {
-        crate::util::cleanup::unregister(self.0);
     }
 }
 

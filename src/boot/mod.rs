@@ -8,3 +8,5 @@ pub mod disk;
 pub mod grub;
 pub mod grub_cfg;
 pub mod reed_solomon;
+pub mod secure;
+pub mod uki;

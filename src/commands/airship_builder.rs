@@ -137,6 +137,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         jobs: pipeline::jobs_or_default(args.jobs),
         source_date_epoch: args.source_date_epoch,
         hosts: None,
+        signing: None,
     };
     let log = Log {
         quiet: global.quiet || global.json,

@@ -57,6 +57,10 @@ pub struct Args {
     /// Also write the console to this file.
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
+    /// OVMF variables to start from instead of the firmware's own (copied
+    /// for the boot): one with a site's Secure Boot keys enrolled.
+    #[arg(long, value_name = "FILE")]
+    pub ovmf_vars: Option<PathBuf>,
 }
 
 fn parse_regex(text: &str) -> Result<Regex, String> {
@@ -106,6 +110,14 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         }
     }
     let firmware = args.firmware;
+    if let Some(vars) = &args.ovmf_vars {
+        if firmware == Firmware::Bios {
+            bail_input!("--ovmf-vars needs --firmware uefi or uefi-secure");
+        }
+        if !vars.is_file() {
+            bail_input!("--ovmf-vars {}: no such file", vars.display());
+        }
+    }
     let media = args.media.unwrap_or(Media::default_for(format));
     let choice = match vm::accel::choose(args.accel) {
         Ok(choice) => choice,
@@ -123,6 +135,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     config.media = media;
     config.memory_mib = args.memory;
     config.accel = choice.accel;
+    config.ovmf_vars = args.ovmf_vars.clone();
     for (i, seed) in args.seed.iter().enumerate() {
         config.extra_cdroms.push(if seed.is_dir() {
             let iso = work.path().join(format!("seed-{i}.iso"));

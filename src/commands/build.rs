@@ -70,6 +70,42 @@ pub struct Args {
     /// earlier build wrote (<name>.lock.json); the build fails if it cannot.
     #[arg(long, value_name = "FILE")]
     pub lock: Option<PathBuf>,
+    /// The site's Secure Boot db key (PEM): the live ISO's UEFI loader is a
+    /// unified kernel image signed with it. Read only by sbsign, never logged.
+    #[arg(long, value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
+    /// The certificate (PEM) of --signing-key, as enrolled in the firmware's db.
+    #[arg(long, value_name = "FILE")]
+    pub signing_cert: Option<PathBuf>,
+}
+
+/// `--signing-key` and `--signing-cert`, checked to be readable files; the
+/// key's contents are left to sbsign.
+fn signing_key(args: &Args) -> anyhow::Result<Option<crate::boot::uki::SigningKey>> {
+    let (key, cert) = match (&args.signing_key, &args.signing_cert) {
+        (None, None) => return Ok(None),
+        (Some(key), Some(cert)) => (key, cert),
+        (Some(_), None) => {
+            crate::bail_input!("--signing-key needs --signing-cert (its certificate)")
+        }
+        (None, Some(_)) => {
+            crate::bail_input!("--signing-cert needs --signing-key (the key it certifies)")
+        }
+    };
+    for (flag, path) in [("--signing-key", key), ("--signing-cert", cert)] {
+        if let Err(e) = std::fs::File::open(path) {
+            crate::bail_input!("{flag} {}: {e}", path.display());
+        }
+    }
+    if args.types.iter().any(|t| *t != ArtifactType::Iso) {
+        crate::bail_input!(
+            "--signing-key signs the live ISO's UEFI loader; build --type iso with it (disk images take disk.secure_boot)"
+        );
+    }
+    Ok(Some(crate::boot::uki::SigningKey {
+        key: key.clone(),
+        cert: cert.clone(),
+    }))
 }
 
 fn parse_var(text: &str) -> Result<(String, String), String> {
@@ -106,6 +142,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         .map(|path| profile::HostsFile::load(path, &profile, &search))
         .transpose()
         .map_err(|e| e.into_input_error())?;
+    let signing = signing_key(&args)?;
     let name = args.name.clone().unwrap_or_else(|| profile.name.clone());
     if name.is_empty() || name.contains('/') {
         crate::bail_input!("invalid value '{name}' for '--name': expected a file name without '/'");
@@ -141,6 +178,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         source_date_epoch: args.source_date_epoch,
         hosts,
         profile,
+        signing,
     };
     let log = Log {
         quiet: global.quiet || global.json,

@@ -142,7 +142,23 @@ fn esp_files(o: &mut String, parts: &[inspect::PartitionReport]) {
         {
             let _ = writeln!(o, "files on partition {}:", title(p));
             for f in files {
-                let _ = writeln!(o, "  {} ({})", f.path, human_bytes(f.size_bytes));
+                let signature = match &f.efi {
+                    None => String::new(),
+                    Some(s) if !s.signed => ", unsigned".into(),
+                    Some(s) if s.signers.is_empty() => format!(
+                        ", signed (unreadable: {})",
+                        s.error.as_deref().unwrap_or("no signer")
+                    ),
+                    Some(s) => format!(
+                        ", signed by {}",
+                        s.signers
+                            .iter()
+                            .map(|x| x.to_string())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ),
+                };
+                let _ = writeln!(o, "  {} ({}{signature})", f.path, human_bytes(f.size_bytes));
             }
         }
     }

@@ -189,7 +189,7 @@ fn prepare_boot(args: &Args, iso: &IsoImage, bios: bool, uefi: bool) -> anyhow::
     }
     if let Some(path) = &args.esp_image {
         boot.efi = Some(EfiImages {
-            loader: None,
+            files: Vec::new(),
             esp: EspImage::File(path.clone()),
         });
     }

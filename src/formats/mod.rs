@@ -8,6 +8,7 @@ pub mod gpt;
 pub mod incompressible;
 pub mod iso;
 pub mod oci;
+pub mod pe;
 pub mod qcow2;
 pub mod squashfs;
 pub mod swap;

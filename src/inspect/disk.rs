@@ -345,7 +345,16 @@ fn fat(
         .trim_end()
         .to_string();
     let volume = mount_fat(source, p).map_err(|reason| malformed(path, p, &reason))?;
-    let files = super::fs::list_files(&volume).map_err(|reason| malformed(path, p, &reason))?;
+    let mut files = super::fs::list_files(&volume).map_err(|reason| malformed(path, p, &reason))?;
+    // What firmware runs from here: every EFI binary, signed or not.
+    for f in &mut files {
+        if f.path.to_ascii_lowercase().ends_with(".efi")
+            && let Some(bytes) =
+                super::fs::read_file(&volume, &f.path).map_err(|r| malformed(path, p, &r))?
+        {
+            f.efi = super::EfiSignature::of(&bytes);
+        }
+    }
     let geometry = *volume
         .lock()
         .map_err(|e| malformed(path, p, &e.to_string()))?

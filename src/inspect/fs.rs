@@ -17,6 +17,7 @@ pub fn list_files<F: FileSystem>(vol: &Volume<F>) -> Result<Vec<FileEntry>, Stri
             files.push(FileEntry {
                 path: path.trim_start_matches('/').to_string(),
                 size_bytes: meta.len(),
+                efi: None,
             });
         }
     }

@@ -96,6 +96,41 @@ impl Report {
 pub struct FileEntry {
     pub path: String,
     pub size_bytes: u64,
+    /// For an EFI binary on a FAT partition: its Authenticode signers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub efi: Option<EfiSignature>,
+}
+
+/// Whether an EFI binary is signed, and by whom.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EfiSignature {
+    pub signed: bool,
+    /// Each signature's signing certificate: subject CN and issuer CN.
+    pub signers: Vec<crate::formats::pe::Signer>,
+    /// Why the signature table could not be read, when it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl EfiSignature {
+    /// Reads `bytes` as a PE image; `None` when it is not one.
+    pub fn of(bytes: &[u8]) -> Option<EfiSignature> {
+        if !crate::formats::pe::is_pe(bytes) {
+            return None;
+        }
+        Some(match crate::formats::pe::signers(bytes) {
+            Ok(signers) => EfiSignature {
+                signed: !signers.is_empty(),
+                signers,
+                error: None,
+            },
+            Err(e) => EfiSignature {
+                signed: true,
+                signers: Vec::new(),
+                error: Some(e.to_string()),
+            },
+        })
+    }
 }
 
 /// A checksum file beside the image, checked against the image's bytes.

@@ -123,6 +123,9 @@ pub struct BuildRequest {
     /// `--hosts`: one set of artifacts per host, named after it, instead of
     /// one named `name`; `cmdline_append` and `host_files` apply to each.
     pub hosts: Option<HostsFile>,
+    /// `--signing-key`/`--signing-cert`: the ISO's UEFI loader is a UKI
+    /// signed with the site's key. Paths only; the key is never read here.
+    pub signing: Option<crate::boot::uki::SigningKey>,
 }
 
 /// Compression threads: what `--jobs` asked for, else one per CPU; at least one.
@@ -689,6 +692,9 @@ fn make_live_iso(
             volume_id: req.profile.iso.volume_id.as_str(),
             seed: &seed,
             mtime: req.source_date_epoch.map(|e| e as i64),
+            secure_boot: req.profile.iso.secure_boot,
+            cmdline: &cmdline.to_string(),
+            signing: req.signing.as_ref(),
         },
         &out,
         &bar,

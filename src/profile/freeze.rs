@@ -516,6 +516,7 @@ fn freeze_iso(doc: IsoDoc, datasource: Datasource, fz: &Freezer<'_>) -> Result<I
         ));
     }
     Ok(Iso {
+        secure_boot: doc.secure_boot.unwrap_or(false),
         volume_id,
         squashfs: SquashfsSettings {
             compression,

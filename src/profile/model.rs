@@ -213,6 +213,8 @@ pub struct Iso {
     /// The ISO's volume label: `config-2` for a config drive, else `cidata` (NoCloud finds its seed by it).
     pub volume_id: VolumeId,
     pub squashfs: SquashfsSettings,
+    /// UEFI through the image's signed shim and GRUB (`iso.secure_boot`).
+    pub secure_boot: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -40,7 +40,8 @@
 //!              user_data: user-data.tera,                # both datasources
 //!              meta_data: meta-data.tera, network_config: network-config.tera,  # nocloud
 //!              meta_data_json: meta_data.json.tera, network_data: network_data.json.tera}
-//! iso: {volume_id: null, squashfs: {compression: zstd, level: 15, block_size: 1M}}
+//! iso: {volume_id: null, squashfs: {compression: zstd, level: 15, block_size: 1M},
+//!       secure_boot: false}         # UEFI through the image's signed shim and GRUB
 //! disk: {size: 8G, partitions: [{name, size: 4M | rest, type, filesystem, mount, fstab_options}],
 //!        compression: zlib,             # qcow2 clusters: none, zlib (default) or zstd
 //!        secure_boot: false}            # UEFI through the signed shim and GRUB
@@ -698,6 +699,7 @@ pub(crate) struct SquashfsDoc {
 pub(crate) struct IsoDoc {
     pub volume_id: Option<VolumeId>,
     pub squashfs: SquashfsDoc,
+    pub secure_boot: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -36,6 +36,23 @@ pub fn unregister(path: &Path) {
     }
 }
 
+/// Registers `path` for removal on interruption until dropped (the owner,
+/// a `TempDir`, removes it on an ordinary exit).
+pub struct Registered(PathBuf);
+
+impl Registered {
+    pub fn new(path: &Path) -> Registered {
+        register(path);
+        Registered(path.to_path_buf())
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        unregister(&self.0);
+    }
+}
+
 /// Removes every registered path now (files or directory trees).
 pub fn remove_all() {
     let pending = std::mem::take(&mut *PENDING.lock().unwrap_or_else(|e| e.into_inner()));

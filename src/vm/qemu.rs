@@ -128,6 +128,9 @@ pub struct VmConfig {
     /// Where the per-boot copy of the OVMF variables is made, so that boots
     /// never share (or change) the template.
     pub work_dir: PathBuf,
+    /// The variables template to copy instead of the firmware's own: one
+    /// with a site's Secure Boot keys enrolled.
+    pub ovmf_vars: Option<PathBuf>,
 }
 
 impl VmConfig {
@@ -142,6 +145,7 @@ impl VmConfig {
             extra_cdroms: Vec::new(),
             accel: Accel::Tcg,
             work_dir: work_dir.to_path_buf(),
+            ovmf_vars: None,
         }
     }
 

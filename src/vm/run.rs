@@ -279,13 +279,17 @@ fn copy_ovmf_vars(config: &VmConfig) -> Result<Option<tempfile::NamedTempFile>, 
     let Some((code, template)) = config.firmware.ovmf() else {
         return Ok(None);
     };
-    for path in [code, template] {
-        if !std::path::Path::new(path).is_file() {
+    let template = config
+        .ovmf_vars
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from(template));
+    for path in [std::path::Path::new(code), &template] {
+        if !path.is_file() {
             return Err(Error::FirmwareMissing { path: path.into() });
         }
     }
     let copying = |source| Error::CopyingVars {
-        from: template.into(),
+        from: template.clone(),
         to: config.work_dir.clone(),
         source,
     };
@@ -294,7 +298,7 @@ fn copy_ovmf_vars(config: &VmConfig) -> Result<Option<tempfile::NamedTempFile>, 
         .suffix(".fd")
         .tempfile_in(&config.work_dir)
         .map_err(copying)?;
-    let mut from = File::open(template).map_err(copying)?;
+    let mut from = File::open(&template).map_err(copying)?;
     io::copy(&mut from, vars.as_file_mut()).map_err(copying)?;
     Ok(Some(vars))
 }

@@ -5,6 +5,7 @@
 
 pub mod guest;
 pub mod oci_layout;
+pub mod ovmf_vars;
 pub mod qemu;
 pub mod registry;
 pub mod tree;
@@ -640,4 +641,26 @@ fn utc_minutes_match_known_dates() {
     assert_eq!(utc_minute(0), "1970-01-01 00:00");
     assert_eq!(utc_minute(1_700_000_000), "2023-11-14 22:13");
     assert_eq!(utc_minute(4_000_000_000), "2096-10-02 07:06");
+}
+
+/// `make()`'s result, made by the first test that asks; a panic is kept and
+/// reported to every test that asks, not retried by each.
+pub fn once<T>(
+    cell: &'static std::sync::OnceLock<Result<T, String>>,
+    what: &str,
+    make: impl FnOnce() -> T,
+) -> &'static T {
+    let result = cell.get_or_init(|| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(make)).map_err(|panic| {
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        })
+    });
+    match result {
+        Ok(built) => built,
+        Err(message) => panic!("the shared {what} failed: {message}"),
+    }
 }

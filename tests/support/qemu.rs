@@ -21,6 +21,8 @@ pub struct Boot<'a> {
     pub memory_mib: u32,
     /// Extra read-only CD images (a NoCloud seed, as metal3 attaches a config drive).
     pub extra_cdroms: Vec<PathBuf>,
+    /// An OVMF variables template of the test's own (enrolled keys).
+    pub ovmf_vars: Option<PathBuf>,
     pub timeout: Duration,
 }
 
@@ -35,6 +37,7 @@ impl<'a> Boot<'a> {
             media: Media::Cd,
             memory_mib: 1536,
             extra_cdroms: Vec::new(),
+            ovmf_vars: None,
             timeout: Duration::from_secs(900),
         }
     }
@@ -54,6 +57,7 @@ pub fn boot_until(b: &Boot, work: &Path, done: impl Fn(&str) -> bool) -> Result<
     config.media = b.media;
     config.memory_mib = b.memory_mib;
     config.extra_cdroms = b.extra_cdroms.clone();
+    config.ovmf_vars = b.ovmf_vars.clone();
     config.accel = Accel::Tcg;
     let mut until = |text: &str| done(text);
     let outcome = run(

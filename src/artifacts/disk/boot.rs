@@ -249,40 +249,13 @@ pub fn grub_files_usage(
     Ok(usage)
 }
 
-/// Debian's signed UEFI loaders, where the packages install them: shim
-/// (shim-signed), its MOK manager (shim-helpers-amd64-signed) and GRUB
-/// (grub-efi-amd64-signed).
-pub const SIGNED_SHIM: &str = "/usr/lib/shim/shimx64.efi.signed";
-pub const SIGNED_MOK_MANAGER: &str = "/usr/lib/shim/mmx64.efi.signed";
-pub const SIGNED_GRUB: &str = "/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed";
-/// Debian's signed GRUB has `/EFI/debian` as its built-in prefix and
-/// sources `grub.cfg` from there (or, failing that, from its own directory).
-pub const SIGNED_GRUB_CONFIGS: [&str; 2] = ["EFI/debian/grub.cfg", "EFI/BOOT/grub.cfg"];
-
-/// A file the ESP gets besides the rootfs's /boot/efi.
-#[derive(Debug, Clone)]
-pub enum EspFile {
-    Bytes(Vec<u8>),
-    /// A file of the rootfs, read when the ESP is written.
-    Host(PathBuf),
-}
-
-impl EspFile {
-    pub fn len_bytes(&self) -> anyhow::Result<u64> {
-        Ok(match self {
-            EspFile::Bytes(b) => b.len() as u64,
-            EspFile::Host(p) => std::fs::metadata(p)
-                .with_context(|| format!("reading {}", p.display()))?
-                .len(),
-        })
-    }
-}
+pub use crate::boot::secure::EspFile;
 
 /// The UEFI boot files: GRUB built here as the removable-media loader, or,
-/// for Secure Boot, the distribution's signed shim as that loader with its
-/// signed GRUB beside it, which reads `stub_config` (the same early config
-/// the unsigned image embeds) from the ESP. No fallback (fbx64.efi): it
-/// would write boot entries to NVRAM and reset the machine on first boot.
+/// for Secure Boot, the distribution's signed chain
+/// ([`crate::boot::secure::signed_loaders`]), whose GRUB reads
+/// `stub_config` (the same early config the unsigned image embeds) from the
+/// ESP.
 pub fn uefi_files(
     rootfs: &Path,
     loader: Option<&[u8]>,
@@ -295,36 +268,7 @@ pub fn uefi_files(
             .into_iter()
             .collect());
     }
-    let signed = |image_path: &str, package: &str| -> anyhow::Result<PathBuf> {
-        let host = crate::osconfig::rootpath::resolve(rootfs, Path::new(image_path), true)?;
-        if !host.is_file() {
-            return Err(anyhow::Error::new(crate::error::InputError(format!(
-                "disk.secure_boot needs {image_path} in the image: add {package} to the profile's packages"
-            ))));
-        }
-        Ok(host)
-    };
-    let mut files = vec![
-        (
-            EFI_LOADER_PATH.to_string(),
-            EspFile::Host(signed(SIGNED_SHIM, "shim-signed")?),
-        ),
-        (
-            "EFI/BOOT/grubx64.efi".to_string(),
-            EspFile::Host(signed(SIGNED_GRUB, "grub-efi-amd64-signed")?),
-        ),
-        (
-            "EFI/BOOT/mmx64.efi".to_string(),
-            EspFile::Host(signed(SIGNED_MOK_MANAGER, "shim-helpers-amd64-signed")?),
-        ),
-    ];
-    for path in SIGNED_GRUB_CONFIGS {
-        files.push((
-            path.to_string(),
-            EspFile::Bytes(stub_config.as_bytes().to_vec()),
-        ));
-    }
-    Ok(files)
+    crate::boot::secure::signed_loaders(rootfs, stub_config, "disk.secure_boot")
 }
 
 /// The ESP: its tree from the rootfs (`/boot/efi`) and the UEFI boot files.

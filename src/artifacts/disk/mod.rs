@@ -228,8 +228,7 @@ pub fn write(
                 img.scratch_parent.display()
             )
         })?;
-    crate::util::cleanup::register(scratch.path());
-    let _unregister = Unregister(scratch.path().to_path_buf());
+    let _registered = crate::util::cleanup::Registered::new(scratch.path());
     let trees_dir = scratch.path().join("trees");
     std::fs::create_dir(&trees_dir)?;
     let trees = tree::SplitTree::build(img.rootfs, &plan, &trees_dir)
@@ -527,13 +526,5 @@ impl Steps {
         self.list
             .push((name.to_string(), (now - self.started).as_secs_f64()));
         self.started = now;
-    }
-}
-
-struct Unregister(PathBuf);
-
-impl Drop for Unregister {
-    fn drop(&mut self) {
-        crate::util::cleanup::unregister(&self.0);
     }
 }

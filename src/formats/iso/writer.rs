@@ -282,8 +282,15 @@ impl IsoImage {
         if let (Some(uefi), Some(esp)) = (&boot.uefi, self.esp_content()?) {
             match &uefi.placement {
                 EspPlacement::Appended => {
+                    let mut entry = BootEntry::uefi_appended(0);
+                    // Past 32 MiB (a UKI's ESP) the 16-bit sector count
+                    // cannot say the size; with 1 OVMF reads the medium from
+                    // the image's start, and FAT stops at its own end.
+                    if esp.len() > u64::from(u16::MAX) * 512 {
+                        entry = entry.with_load_size(1);
+                    }
                     appended = Some(AppendedPartition::esp(esp));
-                    el_torito = el_torito.with_entry(BootEntry::uefi_appended(0));
+                    el_torito = el_torito.with_entry(entry);
                 }
                 EspPlacement::File(path) => {
                     // Staged by `set_boot`.
