@@ -17,6 +17,7 @@ mod entry;
 mod error;
 mod lock;
 mod prune;
+mod space;
 #[cfg(test)]
 mod tests;
 
@@ -188,20 +189,24 @@ impl Cache {
         Ok(entries)
     }
 
-    /// Compares the wanted manifest with the newest entry of the same stage.
-    fn explain_miss(&self, key: &StageKey) -> String {
-        let stage_dir = self.root.join(key.stage);
-        let newest = fs::read_dir(&stage_dir).ok().and_then(|rd| {
+    /// The newest complete entry of `stage`.
+    fn newest_entry(&self, stage: &str) -> Option<PathBuf> {
+        fs::read_dir(self.root.join(stage)).ok().and_then(|rd| {
             rd.filter_map(|e| e.ok())
                 // Hidden names are temporaries: being built or removed.
                 .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
                 .filter(|e| e.path().join(MANIFEST).is_file())
                 .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
-        });
-        let Some(newest) = newest else {
+                .map(|e| e.path())
+        })
+    }
+
+    /// Compares the wanted manifest with the newest entry of the same stage.
+    fn explain_miss(&self, key: &StageKey) -> String {
+        let Some(newest) = self.newest_entry(key.stage) else {
             return "nothing cached yet".to_string();
         };
-        let old: serde_json::Value = match fs::read(newest.path().join(MANIFEST)) {
+        let old: serde_json::Value = match fs::read(newest.join(MANIFEST)) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
             Err(_) => serde_json::Value::Null,
         };
@@ -250,6 +255,16 @@ impl Cache {
             fs::rename(&temp_path, &final_dir).map_err(CacheError::access(&final_dir))?;
             self.hold(key);
             Ok((final_dir, value))
+        });
+        let outcome = outcome.map_err(|err| {
+            if !space::is_disk_full(&err) {
+                return err;
+            }
+            let written = entry::disk_usage(&temp_path);
+            let last = self.newest_entry(key.stage).map(|e| entry::disk_usage(&e));
+            err.context(space::disk_full_message(
+                key.stage, &stage_dir, written, last,
+            ))
         });
         // Removed before it is unregistered: a signal arriving meanwhile
         // still finds it registered, and the handler finishes the removal

@@ -292,3 +292,60 @@ fn rebuild_evicts_an_entry_this_cache_holds_without_waiting_for_itself() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// Unmounts on drop, so that a failed assertion leaves no mount behind.
+struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_names_the_place_the_space_free_and_what_the_stage_takes() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: mounting a small tmpfs needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "mount tmpfs");
+    let _mounted = Tmpfs(dir.path().to_path_buf());
+    let cache = Cache::new(dir.path().to_path_buf());
+    let small = StageKey::new("squashfs", &serde_json::json!({"n": 1}));
+    make(&cache, &small, None, 512 * 1024);
+    let big = StageKey::new("squashfs", &serde_json::json!({"n": 2}));
+    let err = cache
+        .build(&big, None, |d| -> anyhow::Result<()> {
+            let chunk = vec![7u8; 256 * 1024];
+            let mut file = std::fs::File::create(d.join("image"))?;
+            for _ in 0..16 {
+                std::io::Write::write_all(&mut file, &chunk)?;
+            }
+            Ok(())
+        })
+        .unwrap_err();
+    let text = format!("{err:#}");
+    let stage_dir = dir.path().join("squashfs");
+    assert!(
+        text.starts_with(&format!(
+            "no space left on device for the squashfs stage in {}: ",
+            stage_dir.display()
+        )) && text.contains(" free, a squashfs entry takes about ")
+            && text.contains("No space left on device"),
+        "{text}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&stage_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().contains(TEMP_INFIX))
+        .collect();
+    assert!(left.is_empty(), "temporaries left: {left:?}");
+}
