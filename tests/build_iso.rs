@@ -570,8 +570,10 @@ fn a_hosts_file_of_ten_hosts_gives_ten_isos_from_one_cached_rootfs_and_squashfs(
         assert_eq!(manifest["artifact"]["sha256"], artifacts[0]["sha256"]);
     }
     assert_eq!(report["artifacts"].as_array().unwrap().len(), HOSTS);
-    // Ten hosts, five files each, and nothing else (no staging folder left).
-    assert_eq!(fs::read_dir(&images).unwrap().count(), HOSTS * 5);
+    // Ten hosts, five files each, the build's one lock file, and nothing
+    // else (no staging folder left).
+    assert!(images.join("ephemeral.lock.json").is_file(), "no lock file");
+    assert_eq!(fs::read_dir(&images).unwrap().count(), HOSTS * 5 + 1);
 }
 
 #[test]

@@ -454,24 +454,26 @@ impl Mkimage<'_> {
         }
         let out = self.work.join(format!("{platform}.img"));
         let tool = self.tool.display().to_string();
-        let output = Command::new(self.tool)
-            .arg("--directory")
-            .arg(&dir)
-            .arg("--format")
-            .arg(format)
-            .arg("--prefix")
-            .arg(PREFIX)
-            .arg("--config")
-            .arg(self.config)
-            .arg("--output")
-            .arg(&out)
-            .args(modules)
-            .args(self.extra)
-            .output()
-            .map_err(|e| Error::Running {
-                tool: tool.clone(),
-                source: e,
-            })?;
+        // Tracked: an interrupted build stops it before removing its work folder.
+        let output = crate::util::process::output(
+            Command::new(self.tool)
+                .arg("--directory")
+                .arg(&dir)
+                .arg("--format")
+                .arg(format)
+                .arg("--prefix")
+                .arg(PREFIX)
+                .arg("--config")
+                .arg(self.config)
+                .arg("--output")
+                .arg(&out)
+                .args(modules)
+                .args(self.extra),
+        )
+        .map_err(|e| Error::Running {
+            tool: tool.clone(),
+            source: e,
+        })?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             return Err(Error::MkimageFailed {

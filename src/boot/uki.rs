@@ -69,22 +69,23 @@ pub fn find_stub(rootfs: &Path) -> Option<PathBuf> {
 /// Signs `input` into `output` with sbsign (which adds a signature to an
 /// already signed image).
 pub fn sign(key: &SigningKey, input: &Path, output: &Path) -> Result<(), Error> {
-    let out = Command::new("sbsign")
-        .arg("--key")
-        .arg(&key.key)
-        .arg("--cert")
-        .arg(&key.cert)
-        .arg("--output")
-        .arg(output)
-        .arg(input)
-        .output()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::SbsignMissing,
-            _ => Error::Io {
-                path: "sbsign".into(),
-                source: e,
-            },
-        })?;
+    let out = crate::util::process::output(
+        Command::new("sbsign")
+            .arg("--key")
+            .arg(&key.key)
+            .arg("--cert")
+            .arg(&key.cert)
+            .arg("--output")
+            .arg(output)
+            .arg(input),
+    )
+    .map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::SbsignMissing,
+        _ => Error::Io {
+            path: "sbsign".into(),
+            source: e,
+        },
+    })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         return Err(Error::SbsignFailed {

@@ -154,13 +154,14 @@ fn check_sudoers(root: &Path, user: &str, file: &str) -> anyhow::Result<()> {
     if !visudo.exists() {
         bail!("user {user}: sudo is set but the image has no sudo (add the package 'sudo')");
     }
-    let out = std::process::Command::new("chroot")
-        .arg(root)
-        .args(["/usr/sbin/visudo", "-c", "-f", file])
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .output()
-        .with_context(|| format!("cannot chroot into {} to run visudo", root.display()))?;
+    let out = crate::util::process::output(
+        std::process::Command::new("chroot")
+            .arg(root)
+            .args(["/usr/sbin/visudo", "-c", "-f", file])
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+    )
+    .with_context(|| format!("cannot chroot into {} to run visudo", root.display()))?;
     if !out.status.success() {
         let host = rootpath::resolve(root, Path::new(file), true)?;
         let written = std::fs::read_to_string(&host).unwrap_or_default();

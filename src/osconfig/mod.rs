@@ -447,8 +447,7 @@ pub(crate) fn run_in_root(root: &Path, program: &str, args: &[String]) -> anyhow
     if let Some(epoch) = std::env::var_os("SOURCE_DATE_EPOCH") {
         cmd.env("SOURCE_DATE_EPOCH", epoch);
     }
-    let out = cmd
-        .output()
+    let out = crate::util::process::output(&mut cmd)
         .with_context(|| format!("cannot chroot into {} to run {program}", root.display()))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -46,10 +46,12 @@ pub fn untrack(child: &Child) {
     running.retain(|pid| *pid != child.id());
 }
 
-/// `cmd.output()`, tied to osforge and stoppable by the signal handler.
+/// `cmd.output()`, tied to osforge and stoppable by the signal handler. As
+/// with `output()`, stdin is not inherited (mke2fs would ask on a terminal).
 pub fn output(cmd: &mut Command) -> std::io::Result<Output> {
     use std::process::Stdio;
     let child = die_with_parent(cmd)
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;

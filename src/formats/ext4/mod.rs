@@ -233,7 +233,8 @@ pub fn make(source_dir: &Path, image: &Path, opts: &Ext4Options) -> Result<(), E
     if let Some(t) = opts.fake_time {
         cmd.env("E2FSPROGS_FAKE_TIME", t.to_string());
     }
-    let output = cmd.output().map_err(|source| Error::Running {
+    // Tracked: an interrupted build stops it before removing the image.
+    let output = crate::util::process::output(&mut cmd).map_err(|source| Error::Running {
         tool: tool.display().to_string(),
         source,
     })?;
