@@ -557,14 +557,16 @@ fn bad_layouts_fail_with_one_line_before_anything_is_written() {
 fn an_interrupted_build_leaves_no_image_and_no_scratch_files() {
     let b = built();
     let work = support::temp_dir("disk-interrupt-");
-    // A tree with 300 MB that does not compress: seconds of work at one thread.
+    // A tree with 300 MB that zlib -9 works hard on: seconds of work at one
+    // thread. Not plain noise: the writers store incompressible blocks raw
+    // without trying, which would finish before the signal.
     let rootfs = support::temp_dir("disk-interrupt-root-");
     make_rootfs(rootfs.path());
-    fs::write(
-        rootfs.path().join("var/lib/data/large"),
-        noise(300 << 20, 6),
-    )
-    .unwrap();
+    let letters: Vec<u8> = noise(300 << 20, 6)
+        .into_iter()
+        .map(|b| b'a' + (b & 15))
+        .collect();
+    fs::write(rootfs.path().join("var/lib/data/large"), letters).unwrap();
     let image = work.path().join("disk.qcow2");
     let mut child = support::osforge()
         .args([
