@@ -108,6 +108,8 @@ fn broken_entries(cache: &Path) -> Vec<PathBuf> {
             if entry.path().is_dir()
                 && !name.starts_with('.')
                 && stage.file_name() != "tmp"
+                // The block cache: entries of its own, no manifests.
+                && stage.file_name() != "blocks"
                 && !entry.path().join("manifest.json").is_file()
             {
                 broken.push(entry.path());

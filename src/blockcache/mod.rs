@@ -75,12 +75,15 @@ pub struct BlockStore {
 }
 
 impl BlockStore {
+    /// The store at `root`. Its folders are made with the first entry, so
+    /// that a build refused before its first stage leaves nothing behind.
     pub fn open(root: &Path) -> Result<BlockStore, Error> {
-        let tmp = root.join(TMP_DIR);
-        fs::create_dir_all(&tmp).map_err(|source| Error::CreatingDir {
-            path: tmp.clone(),
-            source,
-        })?;
+        if root.exists() && !root.is_dir() {
+            return Err(Error::CreatingDir {
+                path: root.to_path_buf(),
+                source: io::Error::other("not a directory"),
+            });
+        }
         Ok(BlockStore {
             root: root.to_path_buf(),
         })
@@ -134,7 +137,14 @@ impl BlockStore {
             .join(TMP_DIR)
             .join(format!("{}.{n}", std::process::id()));
         let result = (|| {
-            File::create(&temp)?.write_all(&entry::encode(key, value))?;
+            let mut file = match File::create(&temp) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    fs::create_dir_all(self.root.join(TMP_DIR))?;
+                    File::create(&temp)?
+                }
+                other => other?,
+            };
+            file.write_all(&entry::encode(key, value))?;
             let path = self.path_of(key);
             match fs::rename(&temp, &path) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
