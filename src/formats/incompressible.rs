@@ -65,21 +65,24 @@ fn entropy_saving(block: &[u8]) -> f64 {
     (8.0 - bits) / 8.0
 }
 
+/// Incompressible bytes for the writers' unit tests, the same for the same
+/// seed (xorshift64, as tests/support's `noise`).
+#[cfg(test)]
+pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect()
-    }
 
     #[test]
     fn noise_is_incompressible_and_text_or_repeated_noise_is_not() {

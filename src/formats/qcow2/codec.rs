@@ -177,6 +177,7 @@ fn encode(state: &mut State, cluster: &[u8], out: &mut Vec<u8>) -> Option<usize>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::formats::incompressible::noise;
 
     /// Text whose repeats are 6000 bytes apart: a 32 KiB window would use them.
     fn far_repeats(len: usize) -> Vec<u8> {
@@ -241,18 +242,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect()
     }
 
     #[test]
