@@ -11,9 +11,9 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use support::qemu::{Boot, Firmware, ImageFormat, Media, boot_until};
+use support::qemu::{Boot, boot_until};
 use support::*;
 
 const MARKER: &str = "OSFORGE-AIRSHIP-BUILDER-OK";
@@ -182,16 +182,7 @@ fn v1_builds_the_iso_airshipctl_asks_for_and_it_boots_with_the_given_user_data_a
         leftover_temporaries(&host)
     );
 
-    let boot = Boot {
-        image: &iso,
-        format: ImageFormat::Iso,
-        firmware: Firmware::Bios,
-        media: Media::Cd,
-        memory_mib: 1536,
-        extra_cdroms: Vec::new(),
-        ovmf_vars: None,
-        timeout: Duration::from_secs(900),
-    };
+    let boot = Boot::live_cd_bios(&iso);
     let started = Instant::now();
     let log = boot_until(&boot, tmp.path(), |log| log.contains(MARKER_END))
         .unwrap_or_else(|e| panic!("{e}"));

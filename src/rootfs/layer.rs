@@ -207,7 +207,7 @@ fn install_script(spec: &LayerSpec) -> Option<String> {
     if spec.packages.is_empty() && spec.package_groups.is_empty() && spec.repos.is_empty() {
         return None;
     }
-    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let quote = crate::util::shell_quote;
     Some(match spec.pkg_manager {
         PkgManager::Apt => {
             // A group is a tasksel task: apt installs it as `task^`.

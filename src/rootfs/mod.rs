@@ -210,8 +210,8 @@ pub fn bootstrap(spec: &BootstrapSpec, network: &Network, dir: &Path) -> anyhow:
     // Before mmdebstrap removes the package lists: where each package came from.
     cmd.arg(format!(
         "--customize-hook=chroot \"$1\" sh -c {} > {}",
-        shell_quote(crate::manifest::lock::PRINT_URIS),
-        shell_quote(&dir.join(PACKAGE_ORIGINS).to_string_lossy())
+        crate::util::shell_quote(crate::manifest::lock::PRINT_URIS),
+        crate::util::shell_quote(&dir.join(PACKAGE_ORIGINS).to_string_lossy())
     ));
     cmd.arg(&spec.suite).arg(&tar);
     if let Some(mirror) = &spec.mirror {
@@ -237,11 +237,6 @@ pub fn bootstrap(spec: &BootstrapSpec, network: &Network, dir: &Path) -> anyhow:
         );
     }
     Ok(tar)
-}
-
-/// `text` as one single-quoted shell word.
-fn shell_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 /// The most telling line of a failed mmdebstrap run: apt's last "E:" line.

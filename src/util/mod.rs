@@ -10,6 +10,11 @@ pub mod size;
 pub mod time;
 pub mod userns;
 
+/// `text` as one single-quoted POSIX shell word.
+pub fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
 /// Lower-case hexadecimal, two digits per byte.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";

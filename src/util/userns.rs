@@ -33,15 +33,6 @@ pub struct IdRange {
     pub count: u64,
 }
 
-/// Whether this process runs in a user namespace other than the initial one
-/// (where uid_map is the identity over all 2^32 ids).
-pub fn in_user_namespace() -> bool {
-    match std::fs::read_to_string("/proc/self/uid_map") {
-        Ok(map) => map.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"],
-        Err(_) => false,
-    }
-}
-
 /// Runs the current command again inside a user namespace when this process
 /// is not root; returns only when nothing needs to be done (already root, or
 /// already inside), otherwise execs or fails.

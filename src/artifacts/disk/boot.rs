@@ -134,11 +134,6 @@ fn render(template: &Path, values: &MenuValues) -> anyhow::Result<String> {
     crate::boot::grub_cfg::render(template, &context)
 }
 
-/// Quotes a value for a shell assignment (`/etc/default/grub` is sourced by sh).
-fn shell_quote(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "'\\''"))
-}
-
 /// `/etc/default/grub`: what `update-grub` reads on the host. The profile's
 /// kernel parameters go in GRUB_CMDLINE_LINUX_DEFAULT, as Airship's
 /// `grub_cmdline_linux_default_append` did; root and `ro` grub-mkconfig
@@ -154,7 +149,8 @@ pub fn default_grub(profile: &str, cmdline: &str) -> String {
          GRUB_TERMINAL=\"console serial\"\n\
          GRUB_SERIAL_COMMAND=\"serial --unit=0 --speed=115200 --word=8 --parity=no --stop=1\"\n\
          GRUB_DISABLE_OS_PROBER=true\n",
-        shell_quote(cmdline)
+        // /etc/default/grub is sourced by sh.
+        crate::util::shell_quote(cmdline)
     )
 }
 
