@@ -174,6 +174,25 @@ fn odd_tree_round_trips_through_unsquashfs_with_every_compressor_and_block_size(
     }
 }
 
+/// Found by tests/fuzz_formats.rs: a sparse file whose tail lies in a hole
+/// had its tail packed as nothing, so the reader took the next file's bytes.
+#[test]
+fn a_tail_in_a_hole_reads_back_as_zeros_beside_other_tails() {
+    let dir = temp_dir("sqfs-hole-tail-");
+    let src = dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    // 4 MiB + 4: the 4-byte tail is in the hole; the tail of "b" (another
+    // file larger than a block) follows it in the same fragment block.
+    File::create(src.join("a"))
+        .unwrap()
+        .set_len((4 << 20) + 4)
+        .unwrap();
+    fs::write(src.join("b"), noise(20_000, 5)).unwrap();
+    let image = dir.path().join("out.sqfs");
+    build(&src, &image, &["--block-size", "16K"]);
+    assert_round_trip(&src, &image);
+}
+
 #[test]
 fn the_kernel_mounts_the_image_and_reads_back_the_tree() {
     let src = odd_tree();

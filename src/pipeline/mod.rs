@@ -50,8 +50,9 @@ use hosts::{HostReport, Staging, Target};
 /// entries are not reused.
 const CONFIGURE_FORMAT: u32 = 3;
 /// 3: fragment blocks end at content-defined points; incompressible blocks
-/// are stored raw untried.
-const SQUASHFS_FORMAT: u32 = 3;
+/// are stored raw untried. 4: a sparse file's tail in a hole is stored as
+/// zeros (images before held another file's bytes there).
+const SQUASHFS_FORMAT: u32 = 4;
 
 /// Where live-boot mounts the medium it booted from, CD or USB alike.
 const LIVE_MEDIUM: &str = "/run/live/medium";

@@ -276,8 +276,10 @@ pub fn unpack(tar: &Path, dest: &Path) -> anyhow::Result<()> {
     // name with a newline in it stays in, and in a user namespace tar then
     // says it cannot mknod it.
     for node in nodes.iter().filter(|n| !n.contains(&b'\n')) {
-        std::io::Write::write_all(&mut exclude, node)?;
-        std::io::Write::write_all(&mut exclude, b"\n")?;
+        for name in tar_match_names(node) {
+            std::io::Write::write_all(&mut exclude, &name)?;
+            std::io::Write::write_all(&mut exclude, b"\n")?;
+        }
     }
     let mut tar_cmd = Command::new("tar");
     tar_cmd
@@ -295,7 +297,50 @@ pub fn unpack(tar: &Path, dest: &Path) -> anyhow::Result<()> {
         .arg(tar)
         .arg("-C")
         .arg(dest);
-    run_tar(&mut tar_cmd, || format!("unpacking {}", tar.display()))
+    let unpacked = run_tar(&mut tar_cmd, || format!("unpacking {}", tar.display()));
+    // Also after a failure: tar has extracted the members before the bad one.
+    remove_device_nodes(dest)?;
+    unpacked
+}
+
+/// A member's name as written and as GNU tar matches it against
+/// --exclude-from: without leading `/` and `./`, doubled or trailing `/`.
+/// (A device node named `dev/x/` got past a list holding only `dev/x/`.)
+fn tar_match_names(name: &[u8]) -> Vec<Vec<u8>> {
+    let parts: Vec<&[u8]> = name
+        .split(|&b| b == b'/')
+        .filter(|p| !p.is_empty())
+        .skip_while(|p| *p == b".")
+        .collect();
+    let normal = parts.join(&b'/');
+    if normal.is_empty() || normal == name {
+        vec![name.to_vec()]
+    } else {
+        vec![name.to_vec(), normal]
+    }
+}
+
+/// Removes any device node the exclusions missed, so none reaches an image
+/// whatever the tarball's names: after a `..` member GNU tar no longer
+/// matched `b/x y` against a device node named `/b/x y/`.
+fn remove_device_nodes(root: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
+        {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                pending.push(entry.path());
+            } else if kind.is_char_device() || kind.is_block_device() {
+                std::fs::remove_file(entry.path())
+                    .with_context(|| format!("removing {}", entry.path().display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs GNU tar; a failure names what it was doing and tar's first line
@@ -311,4 +356,24 @@ pub(crate) fn run_tar(cmd: &mut Command, doing: impl FnOnce() -> String) -> anyh
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tar_match_names;
+
+    #[test]
+    fn device_node_names_are_also_excluded_as_tar_matches_them() {
+        let forms = |name: &[u8]| tar_match_names(name);
+        assert_eq!(forms(b"dev/null"), vec![b"dev/null".to_vec()]);
+        assert_eq!(
+            forms(b"/b//x y/"),
+            vec![b"/b//x y/".to_vec(), b"b/x y".to_vec()]
+        );
+        assert_eq!(
+            forms(b"./dev/zero"),
+            vec![b"./dev/zero".to_vec(), b"dev/zero".to_vec()]
+        );
+        assert_eq!(forms(b"/"), vec![b"/".to_vec()]);
+    }
 }

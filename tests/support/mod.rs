@@ -3,6 +3,7 @@
 //! reading `unsquashfs -lln` listings.
 #![allow(dead_code)]
 
+pub mod fuzz;
 pub mod guest;
 pub mod oci_layout;
 pub mod ovmf_vars;

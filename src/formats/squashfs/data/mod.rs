@@ -513,7 +513,11 @@ impl DataPipeline {
         }
         let end_seq = self.control(Payload::FileEnd(id))?;
         let mut tail = Vec::with_capacity(tail_len);
-        reader.read_block(blocks * bs, tail_len, &mut tail)?;
+        if reader.read_block(blocks * bs, tail_len, &mut tail)? {
+            // A tail in a hole is zeros in the fragment, not nothing: an empty
+            // tail made the reader take the next file's bytes as this one's.
+            tail.resize(tail_len, 0);
+        }
         progress.advance(tail_len as u64);
         let blocks_hash = hasher.digest128();
         let whole_hash = combine_hashes(blocks_hash, &tail);
