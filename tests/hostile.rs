@@ -27,6 +27,7 @@ const BASE: &str = "inherits: [base]\n";
 /// Profile cases: `profiles/<name>.yaml` holds BASE + the text, rendered.
 const PROFILES: &[(&str, &str, &str)] = &[
     ("unknown-key", "hostnme: x\n", "hostnme"),
+    ("epoch-not-a-number", "epoch: soon\n", "epoch"),
     ("wrong-type", "packages: {a: 1}\n", "packages: expected"),
     (
         "unclosed-bracket",

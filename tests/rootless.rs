@@ -2,7 +2,8 @@
 //! ids (set up here) builds qcow2-host as an ISO and a qcow2 with a fixed
 //! SOURCE_DATE_EPOCH: osforge runs itself in a user namespace, nothing needs
 //! sudo, loop or nbd devices. Root then builds the same profile from its own
-//! empty cache with the lock file the first build wrote (`--lock`). The two
+//! empty cache with the lock file the first build wrote (`--lock`), its
+//! epoch from a copy of the profile with `epoch:`. The two
 //! builds share nothing but the mirror, and must give the same bytes: the
 //! ISO (squashfs inside), the qcow2 and the lock. The rootless qcow2 boots.
 
@@ -61,9 +62,21 @@ struct Built {
     log: String,
 }
 
+/// The locked build (no `as_user`) takes its epoch from the profile's
+/// `epoch:` key, the rootless one from `--source-date-epoch`: both must give
+/// the same bytes.
 fn build(work: &Path, name: &str, as_user: bool, lock: Option<&Path>) -> Built {
     let dir = work.join(name);
     std::fs::create_dir_all(&dir).unwrap();
+    let profile = if as_user {
+        PathBuf::from(PROFILE)
+    } else {
+        let text =
+            std::fs::read_to_string(repo().join(format!("profiles/{PROFILE}.yaml"))).unwrap();
+        let copy = dir.join(format!("{PROFILE}.yaml"));
+        std::fs::write(&copy, format!("{text}\nepoch: {EPOCH}\n")).unwrap();
+        copy
+    };
     let (cache, out) = (dir.join("cache"), dir.join("out"));
     let mut cmd = if as_user {
         run_ok(Command::new("chown").arg(USER).arg(&dir));
@@ -75,13 +88,17 @@ fn build(work: &Path, name: &str, as_user: bool, lock: Option<&Path>) -> Built {
         support::osforge()
     };
     cmd.current_dir(repo())
-        .args(["build", "-p", PROFILE, "-t", "iso,qcow2", "-j", "2"])
-        .args(["--source-date-epoch", EPOCH])
+        .args(["build", "-t", "iso,qcow2", "-j", "2", "-p"])
+        .arg(&profile)
+        .env_remove("SOURCE_DATE_EPOCH")
         .arg("--cache-dir")
         .arg(&cache)
         .arg("-o")
         .arg(&out)
         .env_remove("OSFORGE_USERNS");
+    if as_user {
+        cmd.args(["--source-date-epoch", EPOCH]);
+    }
     if let Some(lock) = lock {
         cmd.arg("--lock").arg(lock);
     }

@@ -5,6 +5,10 @@
 //! image's ISO boots in QEMU to a cloud-init marker; the archive's flattened
 //! rootfs is byte for byte the registry's.
 //!
+//! The lock file pins the source: after the tag moves to another image, a
+//! `--lock` build still pulls the locked one (by digest), and a changed
+//! archive is refused with one line.
+//!
 //! The builds share build_iso's cache, so base's bootstrap is reused when
 //! that test ran first (cargo runs test binaries in name order).
 
@@ -140,6 +144,13 @@ fn an_image_from_a_registry_or_an_oci_archive_is_the_rootfs_of_a_live_iso_that_b
         "the registry's and the archive's image flatten differently"
     );
 
+    lock_pins_the_source(
+        &work.path().join("profiles"),
+        &out,
+        &from_registry,
+        &reference,
+    );
+
     let iso = out.join("from-registry.iso");
     let log = boot_until(&Boot::live_cd_bios(&iso), work.path(), |log| {
         has_complete_line(log, MARKER)
@@ -149,4 +160,82 @@ fn an_image_from_a_registry_or_an_oci_archive_is_the_rootfs_of_a_live_iso_that_b
         marker_field(&log, MARKER, "hostname").as_deref(),
         Some(HOSTNAME)
     );
+}
+
+/// The lock holds the registry image's manifest digest; with the tag moved to
+/// another image, `--lock` pulls the locked one by digest (the same source
+/// stage), and the archive source, changed under the lock, is refused.
+fn lock_pins_the_source(profiles: &Path, out: &Path, first: &serde_json::Value, reference: &str) {
+    let lock_path = out.join("from-registry.lock.json");
+    let lock: serde_json::Value = serde_json::from_slice(&fs::read(&lock_path).unwrap()).unwrap();
+    assert_eq!(lock["source"]["reference"], reference, "{lock}");
+    let digest = lock["source"]["digest"].as_str().unwrap().to_string();
+    assert!(digest.starts_with("sha256:"), "{lock}");
+
+    // Another image under the same tag, and in place of the archive.
+    let other = profiles.join("other");
+    fs::create_dir_all(other.join("etc")).unwrap();
+    fs::write(other.join("etc/os-release"), "ID=other\n").unwrap();
+    let other_archive = profiles.join("other.oci.tar");
+    run_ok(
+        osforge()
+            .args(["oci", "create", "-q"])
+            .arg(&other)
+            .arg(&other_archive),
+    );
+    run_ok(
+        std::process::Command::new("skopeo")
+            .args(["copy", "--quiet", "--dest-tls-verify=false"])
+            .arg(format!("oci-archive:{}", other_archive.display()))
+            .arg(reference),
+    );
+
+    let mut cmd = osforge();
+    cmd.current_dir(repo())
+        .args(["--json", "build", "--type", "oci", "--profile"])
+        .arg(profiles.join("from-registry.yaml"))
+        .arg("--output")
+        .arg(out.join("locked"))
+        .arg("--cache-dir")
+        .arg(cache_dir())
+        .arg("--lock")
+        .arg(&lock_path)
+        .args(["--var", &format!("hostname={HOSTNAME}")]);
+    let locked: serde_json::Value = serde_json::from_slice(&run_ok(&mut cmd).stdout).unwrap();
+    assert_eq!(
+        stage(&locked, "source")["key"],
+        stage(first, "source")["key"],
+        "the locked build took another image: {locked}"
+    );
+    let relocked: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("locked/from-registry.lock.json")).unwrap())
+            .unwrap();
+    assert_eq!(relocked["source"]["digest"], digest.as_str());
+
+    // The archive's lock, then the archive replaced.
+    let archive_lock = profiles
+        .parent()
+        .unwrap()
+        .join("out-archive/from-archive.lock.json");
+    fs::copy(&other_archive, profiles.join("base.oci.tar")).unwrap();
+    let output = osforge()
+        .current_dir(repo())
+        .args(["build", "--type", "oci", "--profile"])
+        .arg(profiles.join("from-archive.yaml"))
+        .arg("--output")
+        .arg(out.join("refused"))
+        .arg("--cache-dir")
+        .arg(cache_dir())
+        .arg("--lock")
+        .arg(&archive_lock)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.trim().lines().last().unwrap_or("");
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        last.contains("is not the one the lock file was written from"),
+        "{stderr}"
+    );
+    assert!(!out.join("refused").join("from-archive.oci.tar").exists());
 }

@@ -147,7 +147,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     if name.is_empty() || name.contains('/') {
         crate::bail_input!("invalid value '{name}' for '--name': expected a file name without '/'");
     }
-    if let Some(epoch) = args.source_date_epoch {
+    // The build's own SOURCE_DATE_EPOCH (flag or environment) wins over the
+    // profile's: whoever runs the build decides, as with the variable itself.
+    let source_date_epoch = args.source_date_epoch.or(profile.epoch);
+    if let Some(epoch) = source_date_epoch {
         // The tools osforge runs (useradd's account dates, dpkg, Python's
         // byte compiler) read it from the environment, as the flag's users
         // expect. SAFETY: set before the build starts any thread that reads
@@ -175,7 +178,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         block_cache: pipeline::open_block_cache(&cache, !args.no_block_cache)?,
         cache,
         jobs: pipeline::jobs_or_default(args.jobs),
-        source_date_epoch: args.source_date_epoch,
+        source_date_epoch,
         hosts,
         profile,
         signing,

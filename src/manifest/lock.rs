@@ -26,7 +26,22 @@ pub struct LockFile {
     /// The mirror the build used (`None`: mmdebstrap's default).
     #[serde(default)]
     pub mirror: Option<String>,
+    /// The `source:` the rootfs came from and what identified its content;
+    /// `None` for a bootstrap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<LockedSource>,
     pub packages: Vec<LockedPackage>,
+}
+
+/// A `source:` as the build found it: the profile's reference and its
+/// content's digest (a registry's manifest digest, else a digest of the file
+/// or directory listing). `--lock` pulls a `docker://` image by that digest
+/// and refuses any other source whose content no longer has it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedSource {
+    pub reference: String,
+    pub digest: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,6 +127,7 @@ impl LockFile {
             suite: suite.to_string(),
             arch: arch.to_string(),
             mirror: mirror.map(str::to_string),
+            source: None,
             packages,
         }
     }

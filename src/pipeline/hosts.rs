@@ -12,6 +12,7 @@
 //! exist ([`Staging::publish`]): a build that fails for one host leaves the
 //! output directory as it was for all of them.
 
+use super::cache::output_full;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -130,7 +131,12 @@ pub(super) fn make_artifacts(
                 .map_err(anyhow::Error::msg)
                 .and_then(|sqfs| {
                     let iso =
-                        make_live_iso(req, &targets[i], dir, configured, &sqfs, log, &mut own);
+                        make_live_iso(req, &targets[i], dir, configured, &sqfs, log, &mut own)
+                            .map_err(|e| {
+                                // The squashfs is most of a live ISO.
+                                let needed = std::fs::metadata(&sqfs).ok().map(|m| m.len());
+                                output_full(e, dir, needed)
+                            });
                     of_host(i, iso.map(|a| vec![a]))
                 }),
             Job::Disk(i) => {
@@ -143,12 +149,13 @@ pub(super) fn make_artifacts(
                     &disk_types,
                     log,
                     &mut own,
-                );
+                )
+                .map_err(|e| output_full(e, dir, None));
                 of_host(i, disks)
             }
-            Job::Oci(_) => {
-                super::oci::make_oci(req, dir, configured, packages, log, &mut own).map(|a| vec![a])
-            }
+            Job::Oci(_) => super::oci::make_oci(req, dir, configured, packages, log, &mut own)
+                .map(|a| vec![a])
+                .map_err(|e| output_full(e, dir, None)),
         };
         (result, own)
     };

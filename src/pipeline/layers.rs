@@ -16,6 +16,7 @@
 //! `--var`s; one that does not load alone (a fragment meant only to be
 //! inherited) is not a layer, and the chain looks further up.
 
+use crate::manifest::lock::LockedSource;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -163,17 +164,29 @@ fn additions(req: &BuildRequest, child: &Profile, parent: Option<&Profile>) -> L
 }
 
 /// The built root filesystem (`rootfs.tar` in the returned entry): the
-/// bottom of the chain, then each layer on the one before.
+/// bottom of the chain, then each layer on the one before; and the `source:`
+/// it started from, for the lock file.
 pub(super) fn build_rootfs(
     req: &BuildRequest,
     log: &Log,
     stages: &mut Vec<StageReport>,
-) -> anyhow::Result<StageOutput> {
+) -> anyhow::Result<(StageOutput, Option<LockedSource>)> {
     let chain = chain(req, log);
     let bottom = &chain[0];
-    let mut current = match &bottom.source {
-        RootfsSource::Bootstrap => bootstrap(req, bottom, log, stages)?,
-        source => super::sources::import(req, bottom, source, log, stages)?,
+    let (mut current, source) = match &bottom.source {
+        RootfsSource::Bootstrap => {
+            if let Some(locked) = req.lock.as_ref().and_then(|l| l.source.as_ref()) {
+                anyhow::bail!(
+                    "the lock file was written from the source {}, the profile bootstraps; build without --lock to write a new lock",
+                    crate::util::redact::url(&locked.reference)
+                );
+            }
+            (bootstrap(req, bottom, log, stages)?, None)
+        }
+        source => {
+            let (output, locked) = super::sources::import(req, bottom, source, log, stages)?;
+            (output, Some(locked))
+        }
     };
     let mut parent: Option<&Profile> = None;
     for profile in &chain {
@@ -184,7 +197,7 @@ pub(super) fn build_rootfs(
         }
         current = build_layer(req, profile, &spec, &current, log, stages)?;
     }
-    Ok(current)
+    Ok((current, source))
 }
 
 fn bootstrap(

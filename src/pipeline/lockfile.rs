@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use super::{BuildRequest, Log, StageOutput};
 use crate::manifest::DebPackage;
-use crate::manifest::lock::{LockFile, parse_print_uris};
+use crate::manifest::lock::{LockFile, LockedSource, parse_print_uris};
 
 /// How many differences the error lists before it counts the rest.
 const SHOWN: usize = 5;
@@ -38,6 +38,7 @@ pub(super) fn check(req: &BuildRequest, packages: &[DebPackage]) -> anyhow::Resu
 pub(super) fn write(
     req: &BuildRequest,
     rootfs: &StageOutput,
+    source: Option<LockedSource>,
     packages: &[DebPackage],
     dir: &Path,
     log: &Log,
@@ -51,7 +52,7 @@ pub(super) fn write(
         .mirror
         .clone()
         .or_else(|| distro.mirror.as_ref().map(|m| m.to_string()));
-    let lock = LockFile::new(
+    let mut lock = LockFile::new(
         &req.profile.name,
         &distro.suite.to_string(),
         &distro.arch.to_string(),
@@ -59,6 +60,7 @@ pub(super) fn write(
         packages,
         &origins,
     );
+    lock.source = source;
     let path = dir.join(format!("{}.lock.json", req.name));
     let text = serde_json::to_string_pretty(&lock)? + "\n";
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;

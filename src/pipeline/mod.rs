@@ -232,7 +232,7 @@ pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport>
     // now. The staging folder itself comes only with the artifacts, so that
     // a build killed during the stages leaves nothing in the output directory.
     Staging::check_writable(&req.output_dir)?;
-    let rootfs = layers::build_rootfs(req, log, &mut stages)?;
+    let (rootfs, source) = layers::build_rootfs(req, log, &mut stages)?;
     let configured = configure_os(req, &rootfs, log, &mut stages)?;
     let configured = ansible::run_playbooks(req, playbooks.as_ref(), configured, log, &mut stages)?;
     let packages = list_packages(&configured, log)?;
@@ -250,7 +250,7 @@ pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport>
     let artifacts: Vec<&Artifact> = by_host.iter().flatten().collect();
     write_checksums(&artifacts)?;
     write_manifests(req, &stages, &packages, &artifacts)?;
-    lockfile::write(req, &rootfs, &packages, staging.dir(), log)?;
+    lockfile::write(req, &rootfs, source, &packages, staging.dir(), log)?;
     if crate::util::redact::secret_leaked() {
         anyhow::bail!(
             "a secret's value was about to be written to the build's log (shown there as ***); the images are not published: keep secret variables out of values osforge reports (hostname, unit and file names)"

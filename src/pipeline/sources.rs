@@ -16,6 +16,7 @@ use anyhow::{Context, bail};
 
 use super::cache::StageKey;
 use super::{BuildRequest, Log, StageOutput, StageReport, cached_stage};
+use crate::manifest::lock::LockedSource;
 use crate::profile::{Profile, RootfsSource};
 
 const SOURCE_FORMAT: u32 = 1;
@@ -26,15 +27,31 @@ pub(super) fn import(
     source: &RootfsSource,
     log: &Log,
     stages: &mut Vec<StageReport>,
-) -> anyhow::Result<StageOutput> {
-    let identity = identify(source, &req.network)?;
+) -> anyhow::Result<(StageOutput, LockedSource)> {
+    let source = pinned(req, source)?;
+    let source = &source;
+    let (kind, digest) = identify(source, &req.network)?;
+    let found = LockedSource {
+        reference: reference_of(source),
+        digest: digest.clone(),
+    };
+    if let Some(locked) = req.lock.as_ref().and_then(|l| l.source.as_ref())
+        && locked.digest != found.digest
+    {
+        bail!(
+            "the source {} is not the one the lock file was written from: its content is now {}, the lock has {}; build without --lock to take the new one",
+            crate::util::redact::url(&found.reference),
+            found.digest,
+            locked.digest
+        );
+    }
     let key = StageKey::new(
         "source",
-        &serde_json::json!({ "format": SOURCE_FORMAT, "source": identity }),
+        &serde_json::json!({ "format": SOURCE_FORMAT, "source": { kind: digest } }),
     );
     let label = format!("source {}", profile.name);
     let network = req.network.clone();
-    cached_stage(req, &key, &label, None, log, stages, |dir| {
+    let output = cached_stage(req, &key, &label, None, log, stages, |dir| {
         let tar = dir.join("rootfs.tar");
         let what = match source {
             RootfsSource::Bootstrap => unreachable!("bootstraps are not imported"),
@@ -72,33 +89,89 @@ pub(super) fn import(
         };
         let bytes = std::fs::metadata(&tar)?.len();
         Ok(format!("{what}: {}", crate::util::size::human_bytes(bytes)))
-    })
+    })?;
+    Ok((output, found))
 }
 
-/// What identifies the source's content, for the cache key.
-fn identify(
-    source: &RootfsSource,
-    network: &crate::rootfs::Network,
-) -> anyhow::Result<serde_json::Value> {
+/// With `--lock`, a registry image is pulled by the digest the lock holds
+/// rather than by its tag, which may have moved since; the lock must have
+/// been written from the same reference.
+fn pinned(req: &BuildRequest, source: &RootfsSource) -> anyhow::Result<RootfsSource> {
+    let Some(locked) = req.lock.as_ref().and_then(|l| l.source.as_ref()) else {
+        return Ok(source.clone());
+    };
+    let reference = reference_of(source);
+    if locked.reference != reference {
+        bail!(
+            "the lock file was written from the source {}, the profile names {}; build without --lock to write a new lock",
+            crate::util::redact::url(&locked.reference),
+            crate::util::redact::url(&reference)
+        );
+    }
     Ok(match source {
-        RootfsSource::Bootstrap => serde_json::json!("bootstrap"),
-        RootfsSource::Tarball { path } => {
-            serde_json::json!({ "tarball": file_digest(path)? })
-        }
-        RootfsSource::Directory { path } => {
-            serde_json::json!({ "directory": tree_listing_digest(path)? })
-        }
         RootfsSource::Image {
             reference,
             tls_verify,
             authfile,
-        } => serde_json::json!({
-            "image": crate::rootfs::image::content_digest(reference, *tls_verify, authfile.as_deref(), network)?,
-        }),
+        } if reference.starts_with("docker://") && locked.digest.starts_with("sha256:") => {
+            RootfsSource::Image {
+                reference: by_digest(reference, &locked.digest),
+                tls_verify: *tls_verify,
+                authfile: authfile.clone(),
+            }
+        }
+        other => other.clone(),
     })
 }
 
-/// xxh3-128 of a file's bytes, hex.
+/// `docker://host:5000/repo:tag` (or `@sha256:...`) → `docker://host:5000/repo@DIGEST`.
+fn by_digest(reference: &str, digest: &str) -> String {
+    let name = reference.split_once('@').map_or(reference, |(n, _)| n);
+    let last_part = name.rfind('/').map_or(0, |i| i + 1);
+    // A tag is a colon in the last component (a port's is before a '/').
+    let name = match name[last_part..].rfind(':') {
+        Some(colon) => &name[..last_part + colon],
+        None => name,
+    };
+    format!("{name}@{digest}")
+}
+
+/// The source as the profile names it, for the lock file.
+fn reference_of(source: &RootfsSource) -> String {
+    match source {
+        RootfsSource::Bootstrap => "bootstrap".into(),
+        RootfsSource::Tarball { path } => format!("tarball:{}", path.display()),
+        RootfsSource::Directory { path } => format!("dir:{}", path.display()),
+        RootfsSource::Image { reference, .. } => reference.clone(),
+    }
+}
+
+/// What identifies the source's content, for the cache key and the lock:
+/// the kind of source and its digest.
+fn identify(
+    source: &RootfsSource,
+    network: &crate::rootfs::Network,
+) -> anyhow::Result<(&'static str, String)> {
+    Ok(match source {
+        RootfsSource::Bootstrap => ("bootstrap", String::new()),
+        RootfsSource::Tarball { path } => ("tarball", file_digest(path)?),
+        RootfsSource::Directory { path } => ("directory", tree_listing_digest(path)?),
+        RootfsSource::Image {
+            reference,
+            tls_verify,
+            authfile,
+        } => (
+            "image",
+            crate::rootfs::image::content_digest(
+                reference,
+                *tls_verify,
+                authfile.as_deref(),
+                network,
+            )?,
+        ),
+    })
+}
+
 pub(crate) fn file_digest(path: &Path) -> anyhow::Result<String> {
     let mut file =
         std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
@@ -149,4 +222,31 @@ fn tree_listing_digest(root: &Path) -> anyhow::Result<String> {
         hasher.update(b"\0");
     }
     Ok(format!("{:032x}", hasher.digest128()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::by_digest;
+
+    #[test]
+    fn a_locked_image_is_pulled_by_digest_instead_of_its_tag() {
+        let d = "sha256:0123";
+        for (reference, want) in [
+            (
+                "docker://localhost:5000/osforge/base:1",
+                "docker://localhost:5000/osforge/base@sha256:0123",
+            ),
+            (
+                "docker://localhost:5000/base",
+                "docker://localhost:5000/base@sha256:0123",
+            ),
+            ("docker://debian:12", "docker://debian@sha256:0123"),
+            (
+                "docker://r.example/a/b@sha256:ffff",
+                "docker://r.example/a/b@sha256:0123",
+            ),
+        ] {
+            assert_eq!(by_digest(reference, d), want, "{reference}");
+        }
+    }
 }

@@ -176,6 +176,7 @@ pub(crate) fn freeze(
         cloud_init,
         iso,
         disk,
+        epoch: doc.epoch,
     })
 }
 

@@ -64,6 +64,10 @@ pub struct Profile {
     pub iso: Iso,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disk: Option<Disk>,
+    /// `epoch:`: the build's SOURCE_DATE_EPOCH when the command line and
+    /// environment give none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

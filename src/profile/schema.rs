@@ -740,4 +740,7 @@ pub(crate) struct ProfileDoc {
     pub cloud_init: CloudInitDoc,
     pub iso: IsoDoc,
     pub disk: Option<DiskDoc>,
+    /// SOURCE_DATE_EPOCH for reproducible builds, unless the environment or
+    /// `--source-date-epoch` gives one.
+    pub epoch: Option<u64>,
 }

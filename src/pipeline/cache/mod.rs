@@ -34,6 +34,7 @@ use crate::util::cleanup;
 pub use entry::Entry;
 pub use error::CacheError;
 pub use prune::{PrunePolicy, PruneReport, Removal, Rule, Stale};
+pub(crate) use space::output_full;
 
 use lock::{Flock, LockFile, Mode};
 

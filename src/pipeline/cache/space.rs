@@ -10,7 +10,7 @@ use crate::util::size::human_bytes;
 
 /// Whether the error chain says the disk was full: an ENOSPC anywhere, or the
 /// message a child tool (tar, mmdebstrap, mke2fs) printed for it.
-pub(super) fn is_disk_full(err: &anyhow::Error) -> bool {
+pub(crate) fn is_disk_full(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
         cause
             .downcast_ref::<std::io::Error>()
@@ -55,4 +55,21 @@ pub(super) fn disk_full_message(
         "no space left on device for the {stage} stage in {}: {free} free, {needed}; free some space (osforge cache prune) or use --cache-dir on a larger filesystem",
         dir.display()
     )
+}
+
+/// An artifact that filled the output folder's disk: the error says so with
+/// the folder, what is free and about what the artifact needs (`needed`,
+/// when the caller can tell), instead of a writer's bare ENOSPC.
+pub(crate) fn output_full(err: anyhow::Error, dir: &Path, needed: Option<u64>) -> anyhow::Error {
+    if !is_disk_full(&err) {
+        return err;
+    }
+    let free = free_bytes(dir).map_or("unknown".into(), human_bytes);
+    let needed = needed.map_or(String::new(), |n| {
+        format!(", the image needs about {}", human_bytes(n))
+    });
+    err.context(format!(
+        "no space left on device for the images in {}: {free} free{needed}; free some space or use --output on a larger filesystem",
+        dir.display()
+    ))
 }
