@@ -69,6 +69,11 @@ fn find_tool(tool: &str) -> Option<PathBuf> {
 }
 
 fn package_version(package: &str) -> Option<String> {
+    // A tool built with cargo install (`cargo:CRATE@VERSION ...`): no dpkg
+    // record; its own --version answers.
+    if package.starts_with("cargo:") {
+        return None;
+    }
     let out = Command::new("dpkg-query")
         .args(["-W", "-f=${db:Status-Abbrev} ${Version}", package])
         .output()
@@ -171,7 +176,8 @@ fn print_table(findings: &[Finding]) {
             short_tool(&r.tool),
             r.set,
             r.needed_for,
-            r.package,
+            // A cargo row's install flags are for deps/setup, not the reader.
+            r.package.split(' ').next().unwrap_or(""),
         );
     }
 }
@@ -202,6 +208,12 @@ mod tests {
             rows.iter()
                 .any(|r| r.tool == "mmdebstrap" && r.set == "build")
         );
+        // Crates deps/setup builds are for the tests only: a build machine
+        // needs no Rust toolchain beyond osforge itself.
+        for r in rows.iter().filter(|r| r.package.starts_with("cargo:")) {
+            assert_eq!(r.set, "test", "{r:?}");
+            assert!(r.package.contains('@'), "a pinned version: {r:?}");
+        }
     }
 
     #[test]
