@@ -404,30 +404,58 @@ fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize>
 }
 
 /// What went wrong, in one line a user can act on, with secrets hidden
-/// (a server may quote the access key id back).
+/// (a server may quote the access key id back): what it means, then the
+/// server's own code and message when it sent one, else the client's error.
 fn explain(e: &object_store::Error) -> String {
     let chain = one_line(e);
+    let server = match (xml_tag(&chain, "Code"), xml_tag(&chain, "Message")) {
+        (Some(code), Some(message)) => Some(format!("{code}: {message}")),
+        (code, message) => code.or(message).map(str::to_string),
+    };
+    // object_store maps statuses to variants for some requests only (a
+    // listing's 403 is Generic), so the status in the text counts too.
+    let status = |code: &str| chain.contains(&format!("status code: {code}"));
     let hint = match e {
         object_store::Error::PermissionDenied { .. }
         | object_store::Error::Unauthenticated { .. } => {
-            "access denied (check the credentials and the key's permissions on the bucket)"
+            Some("access denied (check the credentials and the key's permissions on the bucket)")
         }
-        object_store::Error::NotFound { .. } => "not found (does the bucket exist?)",
+        object_store::Error::NotFound { .. } => Some("not found (does the bucket exist?)"),
+        _ if status("403") || status("401") => {
+            Some("access denied (check the credentials and the key's permissions on the bucket)")
+        }
+        _ if status("404") => Some("not found (does the bucket exist?)"),
         _ if chain.contains("onnection refused")
             || chain.contains("dns error")
             || chain.contains("error trying to connect")
             || chain.contains("error sending request") =>
         {
-            "cannot connect (is the endpoint right and the server up?)"
+            Some("cannot connect (is the endpoint right and the server up?)")
         }
-        _ => "",
+        _ => None,
     };
-    let detail: String = chain.chars().take(300).collect();
-    if hint.is_empty() {
-        detail
-    } else {
-        format!("{hint}; {detail}")
+    // Of a network error, the socket's own words are what helps.
+    let socket = ["tcp connect error: ", "dns error: "]
+        .iter()
+        .find_map(|p| chain.find(p).map(|i| chain[i..].to_string()));
+    let detail = server
+        .or(socket)
+        .unwrap_or_else(|| chain.clone())
+        .chars()
+        .take(300)
+        .collect::<String>();
+    match hint {
+        Some(hint) => format!("{hint}: {detail}"),
+        None => detail,
     }
+}
+
+/// The text of the first `<tag>...</tag>` in an S3 error body.
+fn xml_tag<'a>(text: &'a str, tag: &str) -> Option<&'a str> {
+    let open = format!("<{tag}>");
+    let start = text.find(&open)? + open.len();
+    let len = text[start..].find(&format!("</{tag}>"))?;
+    Some(text[start..start + len].trim()).filter(|t| !t.is_empty())
 }
 
 /// An error and its causes on one line, secrets hidden.
