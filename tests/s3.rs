@@ -396,6 +396,24 @@ fn a_second_machine_downloads_the_stages_and_a_corrupt_one_is_rebuilt() {
         let out = support::run_ok(Command::new("tar").arg("-xOf").arg(flat).arg(member));
         out.stdout
     };
+    // The downloaded stages are the built ones, owners, modes and xattrs
+    // included: the image layer made from them is the same blob.
+    let layer = |name: &str| {
+        let archive = work.path().join(format!("out-{name}/tiny-hello.oci.tar"));
+        let out = support::run_ok(Command::new("tar").arg("-tvf").arg(&archive));
+        let listing = String::from_utf8(out.stdout).unwrap();
+        listing
+            .lines()
+            .filter(|l| l.contains("blobs/sha256/"))
+            .map(|l| {
+                let fields: Vec<&str> = l.split_whitespace().collect();
+                (fields[2].parse::<u64>().unwrap(), fields[5].to_string())
+            })
+            .max()
+            .expect("a layer blob")
+            .1
+    };
+    assert_eq!(layer("a"), layer("b"));
     let flat_b = image("b");
     assert_eq!(read(&flat_b, "etc/osforge-s3-test"), b"shared\n");
     assert!(!read(&flat_b, "usr/bin/hello").is_empty());

@@ -268,9 +268,6 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             Some(hostname) => format!("host {hostname}"),
             None => format!("{} hosts", report.hosts.len()),
         };
-        for p in &report.published {
-            eprintln!("osforge: published {} ({} bytes)", p.url, p.bytes);
-        }
         eprintln!(
             "osforge: built {} for {hosts} in {:.1} s",
             report.profile, report.seconds

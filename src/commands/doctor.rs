@@ -68,6 +68,14 @@ fn find_tool(tool: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
+/// `$CARGO_HOME/bin`, else `~/.cargo/bin`.
+fn cargo_bin() -> Option<PathBuf> {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .map(|home| home.join("bin"))
+}
+
 fn package_version(package: &str) -> Option<String> {
     // A tool built with cargo install (`cargo:CRATE@VERSION ...`): no dpkg
     // record; its own --version answers.
@@ -98,7 +106,16 @@ fn tool_version(path: &Path) -> Option<String> {
 }
 
 pub fn examine(requirement: Requirement) -> Finding {
-    let path = find_tool(&requirement.tool);
+    // cargo install puts tools in ~/.cargo/bin, which PATH may lack (sudo,
+    // a CI shell); deps/setup looks there too.
+    let path = find_tool(&requirement.tool).or_else(|| {
+        requirement
+            .package
+            .starts_with("cargo:")
+            .then(|| cargo_bin().map(|bin| bin.join(&requirement.tool)))
+            .flatten()
+            .filter(|p| p.is_file())
+    });
     let version = path.as_ref().and_then(|p| {
         package_version(&requirement.package).or_else(|| {
             // Only commands answer --version; files (boot images) have none.

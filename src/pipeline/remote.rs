@@ -213,10 +213,10 @@ impl RemoteCache {
         }
     }
 
-    /// "2.1 MiB in 0.3 s (7.0 MiB/s)", for the log.
+    /// "63.6 MiB, 27.8 MiB/s in 2.3 s", for the log.
     pub fn describe(report: &RemoteReport) -> String {
         format!(
-            "{} ({})",
+            "{}, {}",
             crate::util::size::human_bytes(report.bytes),
             rate(report.bytes, report.seconds)
         )
