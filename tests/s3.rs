@@ -36,6 +36,25 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// Every file under `dir` whose bytes hold `needle`.
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir).unwrap().map(|e| e.unwrap()) {
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            found.extend(files_holding(&entry.path(), needle));
+        } else if kind.is_file()
+            && fs::read(entry.path())
+                .unwrap()
+                .windows(needle.len())
+                .any(|w| w == needle)
+        {
+            found.push(entry.path());
+        }
+    }
+    found
+}
+
 const CLOUD_INIT: &str = "cloud_init: {user_data: ./user-data.tera, meta_data: ./meta-data.tera, network_config: null}\n";
 
 fn write_templates(dir: &Path) {
@@ -89,6 +108,13 @@ fn a_published_set_lists_downloads_and_matches_its_checksums_and_failures_are_on
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(!text(&out).contains(&garage.secret) && !text(&out).contains(&garage.key_id));
+
+    // Nothing osforge wrote holds the credentials: not the images, the
+    // manifests, the lock file or the cache.
+    for needle in [&garage.secret, &garage.key_id] {
+        let found = files_holding(work.path(), needle.as_bytes());
+        assert!(found.is_empty(), "a credential in {found:?}");
+    }
 
     // Every file of the output directory is in the bucket, same size.
     let mut local: Vec<(String, u64)> = fs::read_dir(&out_dir)
