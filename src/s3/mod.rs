@@ -34,6 +34,8 @@ pub use location::S3Url;
 /// fewer requests on GiB-sized images.
 pub const MIN_PART_SIZE: usize = 5 << 20;
 pub const DEFAULT_PART_SIZE: usize = 16 << 20;
+/// S3's largest part.
+pub const MAX_PART_SIZE: usize = 5 << 30;
 /// Parts in flight at once: two keep the link busy while the next part is
 /// read, without holding much memory (2 × part size).
 const PARTS_IN_FLIGHT: usize = 2;
@@ -56,7 +58,7 @@ pub enum S3Error {
     HalfCredentials(&'static str, &'static str),
     #[error("--s3-credentials {}: {why}", path.display())]
     CredentialsFile { path: PathBuf, why: String },
-    #[error("--part-size {0} MiB: expected at least 5 (S3's smallest part)")]
+    #[error("--s3-part-size {0} MiB: expected 5 to 5120 (S3's smallest and largest part)")]
     PartSize(usize),
     /// What the store answered; `what` names the object, the bucket and the
     /// endpoint, `why` is one line with secrets hidden.
@@ -99,7 +101,7 @@ impl Default for Settings {
 
 impl Settings {
     fn check(&self) -> Result<(), S3Error> {
-        if self.part_size < MIN_PART_SIZE {
+        if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&self.part_size) {
             return Err(S3Error::PartSize(self.part_size >> 20));
         }
         if let Some(endpoint) = &self.endpoint {
@@ -504,9 +506,10 @@ mod tests {
         }
         let err = with("http://h:1", 1 << 20).check().unwrap_err().to_string();
         assert!(
-            err.contains("--part-size 1 MiB") && err.contains("at least 5"),
+            err.contains("--s3-part-size 1 MiB") && err.contains("expected 5 to 5120"),
             "{err}"
         );
+        assert!(with("http://h:1", 6 << 30).check().is_err());
         // A password in the endpoint is not echoed.
         let err = with("ftp://u:pw-9c1@h", DEFAULT_PART_SIZE)
             .check()
