@@ -495,4 +495,22 @@ fn a_second_machine_downloads_the_stages_and_a_corrupt_one_is_rebuilt() {
     }
     let flat_c = image("c");
     assert_eq!(read(&flat_c, "etc/osforge-s3-test"), b"shared\n");
+
+    // A descriptor that is not one: the same, and the new descriptor stays.
+    let descriptor_key = format!("osforge/configure/{key}.json");
+    fs::write(&junk, b"{\"format\": 1, \"object\": ").unwrap();
+    garage.put(&descriptor_key, &junk);
+    let fourth = build("d");
+    let s = stage(&fourth, "configure");
+    assert!(
+        s["remote"]["corrupt"]
+            .as_str()
+            .unwrap()
+            .contains("not a stage descriptor"),
+        "{s}"
+    );
+    assert_eq!(s["remote"]["action"], "uploaded", "{s}");
+    let descriptor: serde_json::Value =
+        serde_json::from_slice(&garage.get(&descriptor_key).expect("the new descriptor")).unwrap();
+    assert_eq!(descriptor["format"], 1);
 }

@@ -30,6 +30,7 @@ use crate::s3::{S3Error, S3Url, Store, publish::rate};
 const DESCRIPTOR_FORMAT: u32 = 1;
 /// The local cache's own files, which [`Cache::build`] writes anew.
 const LOCAL_ONLY: &[&str] = &["manifest.json", "entry.json", "last-used"];
+const DATA_SUFFIX: &str = ".tar.zst";
 /// zstd's default: fast enough to keep up with a LAN.
 const ZSTD_LEVEL: i32 = 3;
 
@@ -179,7 +180,7 @@ impl RemoteCache {
         let _registered = crate::util::cleanup::Registered::new(scratch.path());
         let archive = scratch.path().join("stage.tar.zst");
         let (bytes, sha) = pack(dir, &archive)?;
-        let object = format!("{}/{}-{}.tar.zst", key.stage, key.key, &sha[..16]);
+        let object = format!("{}/{}-{}{DATA_SUFFIX}", key.stage, key.key, &sha[..16]);
         self.store
             .put_file(&self.url.key(&object), &archive, &mut |_, _| {})?;
         let descriptor = Descriptor {
@@ -278,8 +279,10 @@ pub(super) fn upload_logged(
                 report.url,
                 RemoteCache::describe(&report)
             ));
-            // The corrupt object is replaced by one named after its content.
+            // A corrupt data object is replaced by one named after its
+            // content; a corrupt descriptor was just overwritten, and stays.
             if let Some((url, _)) = &corrupt
+                && url.ends_with(DATA_SUFFIX)
                 && *url != report.url
             {
                 remote.remove_object(url);
