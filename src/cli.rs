@@ -33,7 +33,7 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build images (iso, qcow2, raw) from a host profile.
-    Build(commands::build::Args),
+    Build(Box<commands::build::Args>),
     /// Boot an image (iso, qcow2, raw) in QEMU with its serial console on stdout; --expect makes it a check.
     Boot(commands::boot::Args),
     /// Write a bootable GPT disk image (qcow2 or raw) from a root tree and a profile's disk layout.
@@ -52,6 +52,8 @@ pub enum Command {
     Inspect(commands::inspect::Args),
     /// Check an artifact against its manifest (size, sha256) and its structure (tables, filesystems, boot catalog).
     Verify(commands::verify::Args),
+    /// Upload built files to S3 (s3://BUCKET/PREFIX), checksums last, as build --publish does.
+    Publish(commands::publish::Args),
     /// List the host profiles in the search path.
     Profiles(commands::profiles::Args),
     /// Show a profile merged, its cloud-init files and kernel command line rendered.

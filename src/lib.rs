@@ -21,6 +21,7 @@ pub mod osconfig;
 pub mod pipeline;
 pub mod profile;
 pub mod rootfs;
+pub mod s3;
 pub mod util;
 pub mod verify;
 pub mod vm;

@@ -49,19 +49,12 @@ fn profile_dir() -> tempfile::TempDir {
 }
 
 fn command(dir: &Path, cache: &Path) -> Command {
-    let mut cmd = osforge();
-    cmd.args(["--quiet", "build", "--type", "iso", "--profile"])
-        .arg(dir.join("image.yaml"))
-        .arg("--output")
-        .arg(dir.join("out"))
-        .arg("--cache-dir")
-        .arg(cache)
-        .env_remove("OSFORGE_PROFILE_PATH")
-        .env(
-            "OSFORGE_TEMPLATE_PATH",
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("templates"),
-        );
-    cmd
+    support::build_command(
+        &["--quiet", "build", "--type", "iso"],
+        &dir.join("image.yaml"),
+        &dir.join("out"),
+        cache,
+    )
 }
 
 /// Whether `<cache>/<stage>/` holds a stage being built (a `.KEY.tmp-` dir).

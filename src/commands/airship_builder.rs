@@ -138,6 +138,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         source_date_epoch: args.source_date_epoch,
         hosts: None,
         signing: None,
+        remote_cache: None,
+        publish: Vec::new(),
     };
     let log = Log {
         quiet: global.quiet || global.json,

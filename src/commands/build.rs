@@ -7,6 +7,7 @@ use crate::pipeline::cache::Cache;
 use crate::pipeline::{self, ArtifactType, BuildRequest, Log};
 use crate::profile::{self, SearchPath};
 use crate::rootfs::Network;
+use crate::s3::S3Url;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -27,6 +28,11 @@ pub struct Args {
     /// --user-data apply to every host; a host's own values take precedence.
     #[arg(long, value_name = "FILE")]
     pub hosts: Option<PathBuf>,
+    /// Only this worker's share of --hosts: INDEX/COUNT takes the hosts at
+    /// positions INDEX, INDEX+COUNT, ... (counting from 0), as a Kubernetes
+    /// Indexed Job's $JOB_COMPLETION_INDEX out of its completions.
+    #[arg(long, value_name = "INDEX/COUNT", requires = "hosts", value_parser = parse_shard)]
+    pub host_shard: Option<(usize, usize)>,
     /// Set a template variable the profile declares: --var hostname=node-1.
     #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
@@ -77,6 +83,16 @@ pub struct Args {
     /// The certificate (PEM) of --signing-key, as enrolled in the firmware's db.
     #[arg(long, value_name = "FILE")]
     pub signing_cert: Option<PathBuf>,
+    /// Also upload the build's files to s3://BUCKET/PREFIX (repeatable),
+    /// checksums last; see --s3-endpoint for the store.
+    #[arg(long, value_name = "S3_URL", value_parser = super::publish::parse_publish_target)]
+    pub publish: Vec<S3Url>,
+    /// A stage cache shared by many machines, s3://BUCKET/PREFIX: stages
+    /// missing locally are downloaded from it, stages built are uploaded.
+    #[arg(long, value_name = "S3_URL", value_parser = super::publish::parse_publish_target)]
+    pub cache_remote: Option<S3Url>,
+    #[command(flatten)]
+    pub s3: super::publish::S3Args,
 }
 
 /// `--signing-key` and `--signing-cert`, checked to be readable files; the
@@ -108,6 +124,16 @@ fn signing_key(args: &Args) -> anyhow::Result<Option<crate::boot::uki::SigningKe
     }))
 }
 
+/// `INDEX/COUNT`, with INDEX < COUNT.
+fn parse_shard(text: &str) -> Result<(usize, usize), String> {
+    let expected = "expected INDEX/COUNT with 0 <= INDEX < COUNT, e.g. 0/4";
+    let (index, count) = text.split_once('/').ok_or(expected)?;
+    match (index.trim().parse::<usize>(), count.trim().parse::<usize>()) {
+        (Ok(index), Ok(count)) if index < count => Ok((index, count)),
+        _ => Err(expected.to_string()),
+    }
+}
+
 fn parse_var(text: &str) -> Result<(String, String), String> {
     profile::parse_var_arg(text)
 }
@@ -136,12 +162,29 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let host_files =
         profile::HostFiles::load(args.network_data.as_deref(), args.user_data.as_deref())
             .map_err(|e| e.into_input_error())?;
-    let hosts = args
+    let mut hosts = args
         .hosts
         .as_deref()
         .map(|path| profile::HostsFile::load(path, &profile, &search))
         .transpose()
         .map_err(|e| e.into_input_error())?;
+    if let (Some(file), Some((index, count))) = (hosts.as_mut(), args.host_shard) {
+        let mut position = 0..;
+        file.hosts
+            .retain(|_| position.next().is_some_and(|i| i % count == index));
+        if file.hosts.is_empty() {
+            // More workers than hosts: this one has nothing to do, which is
+            // not a failure (the Job's other indexes build them all).
+            if global.json {
+                println!("{}", serde_json::json!({ "hosts": [], "artifacts": [] }));
+            } else if !global.quiet {
+                eprintln!(
+                    "osforge: --host-shard {index}/{count}: no hosts in this share; nothing to build"
+                );
+            }
+            return Ok(());
+        }
+    }
     let signing = signing_key(&args)?;
     let name = args.name.clone().unwrap_or_else(|| profile.name.clone());
     if name.is_empty() || name.contains('/') {
@@ -163,6 +206,28 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         .map(crate::manifest::lock::LockFile::load)
         .transpose()
         .map_err(|e| crate::error::InputError(e.to_string()))?;
+    // Connected (and the credentials tried) before the first stage: wrong
+    // credentials fail now, not after minutes of bootstrapping.
+    let remote_cache = args
+        .cache_remote
+        .as_ref()
+        .map(|url| {
+            Ok::<_, anyhow::Error>(pipeline::remote::RemoteCache {
+                store: args.s3.connect(url, "--cache-remote")?,
+                url: url.clone(),
+            })
+        })
+        .transpose()?;
+    let publish = args
+        .publish
+        .iter()
+        .map(|url| {
+            Ok(crate::s3::publish::PublishTarget {
+                store: args.s3.connect(url, "--publish")?,
+                url: url.clone(),
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let cache = Cache::new(args.cache_dir.unwrap_or_else(Cache::default_root));
     let request = BuildRequest {
         lock,
@@ -182,6 +247,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         hosts,
         profile,
         signing,
+        remote_cache,
+        publish,
     };
     let log = Log {
         quiet: global.quiet || global.json,
@@ -220,4 +287,19 @@ fn dedup(types: Vec<ArtifactType>) -> Vec<ArtifactType> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_shards_are_index_over_count() {
+        assert_eq!(parse_shard("0/4"), Ok((0, 4)));
+        assert_eq!(parse_shard("3/4"), Ok((3, 4)));
+        for bad in ["4/4", "1", "a/2", "0/0", "-1/2"] {
+            let err = parse_shard(bad).unwrap_err();
+            assert!(err.contains("expected INDEX/COUNT"), "{bad}: {err}");
+        }
+    }
 }

@@ -68,7 +68,20 @@ fn find_tool(tool: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
+/// `$CARGO_HOME/bin`, else `~/.cargo/bin`.
+fn cargo_bin() -> Option<PathBuf> {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .map(|home| home.join("bin"))
+}
+
 fn package_version(package: &str) -> Option<String> {
+    // A tool built with cargo install (`cargo:CRATE@VERSION ...`): no dpkg
+    // record; its own --version answers.
+    if package.starts_with("cargo:") {
+        return None;
+    }
     let out = Command::new("dpkg-query")
         .args(["-W", "-f=${db:Status-Abbrev} ${Version}", package])
         .output()
@@ -93,7 +106,16 @@ fn tool_version(path: &Path) -> Option<String> {
 }
 
 pub fn examine(requirement: Requirement) -> Finding {
-    let path = find_tool(&requirement.tool);
+    // cargo install puts tools in ~/.cargo/bin, which PATH may lack (sudo,
+    // a CI shell); deps/setup looks there too.
+    let path = find_tool(&requirement.tool).or_else(|| {
+        requirement
+            .package
+            .starts_with("cargo:")
+            .then(|| cargo_bin().map(|bin| bin.join(&requirement.tool)))
+            .flatten()
+            .filter(|p| p.is_file())
+    });
     let version = path.as_ref().and_then(|p| {
         package_version(&requirement.package).or_else(|| {
             // Only commands answer --version; files (boot images) have none.
@@ -171,7 +193,8 @@ fn print_table(findings: &[Finding]) {
             short_tool(&r.tool),
             r.set,
             r.needed_for,
-            r.package,
+            // A cargo row's install flags are for deps/setup, not the reader.
+            r.package.split(' ').next().unwrap_or(""),
         );
     }
 }
@@ -202,6 +225,12 @@ mod tests {
             rows.iter()
                 .any(|r| r.tool == "mmdebstrap" && r.set == "build")
         );
+        // Crates deps/setup builds are for the tests only: a build machine
+        // needs no Rust toolchain beyond osforge itself.
+        for r in rows.iter().filter(|r| r.package.starts_with("cargo:")) {
+            assert_eq!(r.set, "test", "{r:?}");
+            assert!(r.package.contains('@'), "a pinned version: {r:?}");
+        }
     }
 
     #[test]

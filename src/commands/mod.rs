@@ -13,6 +13,7 @@ pub mod inspect;
 pub mod iso;
 pub mod oci;
 pub mod profiles;
+pub mod publish;
 pub mod qcow2;
 pub mod render;
 pub mod squashfs;
@@ -22,7 +23,7 @@ use crate::cli::{Cli, Command};
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Build(args) => build::run(args, &cli.global),
+        Command::Build(args) => build::run(*args, &cli.global),
         Command::Boot(args) => boot::run(args, &cli.global),
         Command::Qcow2(args) => qcow2::run(args, &cli.global),
         Command::Disk(args) => disk::run(args, &cli.global),
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(args) => inspect::run(args, &cli.global),
         Command::Verify(args) => verify::run(args, &cli.global),
         Command::Profiles(args) => profiles::run(args, &cli.global),
+        Command::Publish(args) => publish::run(args, &cli.global),
         Command::Render(args) => render::run(args, &cli.global),
         Command::Doctor(args) => doctor::run(args, &cli.global),
         Command::Cache(args) => cache::run(args, &cli.global),

@@ -284,23 +284,25 @@ impl Staging {
 
     /// Moves every staged file into the output directory, each artifact
     /// before the checksum and manifest files named after it, and points
-    /// the artifacts' paths there.
-    pub fn publish(self, by_host: &mut [Vec<Artifact>]) -> anyhow::Result<()> {
+    /// the artifacts' paths there. Returns the files' new paths.
+    pub fn publish(self, by_host: &mut [Vec<Artifact>]) -> anyhow::Result<Vec<PathBuf>> {
         let mut names: Vec<_> = std::fs::read_dir(self.dir())
             .with_context(|| format!("listing {}", self.dir().display()))?
             .map(|e| e.map(|e| e.file_name()))
             .collect::<Result<_, _>>()?;
         names.sort();
         names.retain(|n| n != STAGING_LOCK);
+        let mut moved = Vec::new();
         for name in names {
             let (from, to) = (self.dir().join(&name), self.out.join(&name));
             std::fs::rename(&from, &to)
                 .with_context(|| format!("moving {} into place", to.display()))?;
+            moved.push(to);
         }
         for a in by_host.iter_mut().flatten() {
             a.move_to(&self.out);
         }
-        Ok(())
+        Ok(moved)
     }
 }
 

@@ -18,7 +18,9 @@ mod layers;
 mod lockfile;
 mod oci;
 pub mod plan;
+pub mod remote;
 mod sources;
+mod stage;
 
 pub(crate) use sources::file_digest;
 
@@ -43,8 +45,9 @@ use crate::util::output::AtomicOutput;
 use crate::util::progress::Bar;
 pub use blocks::open_block_cache;
 use blocks::{prune_block_cache, warn_block_cache};
-use cache::{Cache, Lookup, StageKey};
+use cache::{Cache, StageKey};
 use hosts::{HostReport, Staging, Target};
+use stage::cached_stage;
 
 /// Bumped when a stage's code changes what it produces, so old cache
 /// entries are not reused.
@@ -127,6 +130,12 @@ pub struct BuildRequest {
     /// `--signing-key`/`--signing-cert`: the ISO's UEFI loader is a UKI
     /// signed with the site's key. Paths only; the key is never read here.
     pub signing: Option<crate::boot::uki::SigningKey>,
+    /// `--cache-remote`: stages missing locally are looked up there, and
+    /// stages built here are uploaded ([`remote`]).
+    pub remote_cache: Option<remote::RemoteCache>,
+    /// `--publish s3://...`: where the build's files are uploaded once they
+    /// are in the output directory.
+    pub publish: Vec<crate::s3::publish::PublishTarget>,
 }
 
 /// Compression threads: what `--jobs` asked for, else one per CPU; at least one.
@@ -172,6 +181,9 @@ pub struct StageReport {
     /// What the squashfs or qcow2 writer found in the block cache.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub block_cache: Option<blockcache::Stats>,
+    /// With `--cache-remote`: downloaded from the store, or uploaded to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<remote::RemoteReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -211,6 +223,9 @@ pub struct BuildReport {
     /// Every host's artifacts, host by host.
     pub artifacts: Vec<Artifact>,
     pub hosts: Vec<HostReport>,
+    /// With `--publish`: every object uploaded, checksums last.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub published: Vec<crate::s3::publish::Published>,
     pub seconds: f64,
 }
 
@@ -256,7 +271,8 @@ pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport>
             "a secret's value was about to be written to the build's log (shown there as ***); the images are not published: keep secret variables out of values osforge reports (hostname, unit and file names)"
         );
     }
-    staging.publish(&mut by_host)?;
+    let files = staging.publish(&mut by_host)?;
+    let published = crate::s3::publish::publish_all(&req.publish, &files, &|l| log.info(l))?;
     prune_block_cache(req, log)?;
     let hosts: Vec<HostReport> = targets
         .into_iter()
@@ -278,6 +294,7 @@ pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport>
         stages,
         artifacts: hosts.iter().flat_map(|h| h.artifacts.clone()).collect(),
         hosts,
+        published,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -288,67 +305,6 @@ fn render_host(req: &BuildRequest) -> anyhow::Result<HostRender> {
     req.profile
         .render_host_with(req.cmdline_append.as_deref(), &req.host_files)
         .map_err(|e| e.into_input_error())
-}
-
-/// Runs `make` unless the cache has the stage; logs the outcome and timing.
-fn cached_stage(
-    req: &BuildRequest,
-    key: &StageKey,
-    label: &str,
-    from: Option<&StageOutput>,
-    log: &Log,
-    stages: &mut Vec<StageReport>,
-    make: impl FnOnce(&Path) -> anyhow::Result<String>,
-) -> anyhow::Result<StageOutput> {
-    let started = Instant::now();
-    let _lock = req.cache.lock(key)?;
-    if req.rebuild {
-        req.cache
-            .evict(key)
-            .with_context(|| format!("clearing the cached {} stage", key.stage))?;
-    }
-    let (dir, cached, detail) = match req.cache.lookup(key) {
-        Lookup::Hit(dir) => (dir, true, "reused from the cache".to_string()),
-        Lookup::Miss { reason } => {
-            let why = if req.rebuild {
-                "--rebuild".to_string()
-            } else {
-                reason
-            };
-            let on = from
-                .map(|f| format!(" on {} [{}]", f.label, &f.key[..12]))
-                .unwrap_or_default();
-            log.info(&format!("{label}: building{on} ({why})"));
-            // A layer's entry belongs to the profile it is the layer of.
-            let owner = label
-                .split_once(' ')
-                .map_or(req.profile.name.as_str(), |(_, profile)| profile);
-            let (dir, detail) = req.cache.build(key, Some(owner), make)?;
-            (dir, false, detail)
-        }
-    };
-    let seconds = started.elapsed().as_secs_f64();
-    log.info(&format!(
-        "{label}: {detail} [{} {}] in {seconds:.1} s",
-        key.stage,
-        &key.key[..12]
-    ));
-    stages.push(StageReport {
-        stage: key.stage,
-        key: Some(key.key.clone()),
-        host: None,
-        cached,
-        seconds,
-        detail,
-        from: from.map(|f| f.label.clone()),
-        label: Some(label.to_string()),
-        block_cache: None,
-    });
-    Ok(StageOutput {
-        dir,
-        key: key.key.clone(),
-        label: label.to_string(),
-    })
 }
 
 fn configure_os(
@@ -543,6 +499,7 @@ fn make_disk(
         from: None,
         label: None,
         block_cache,
+        remote: None,
     });
     types
         .iter()
@@ -724,6 +681,7 @@ fn make_live_iso(
         from: None,
         label: None,
         block_cache: None,
+        remote: None,
     });
     describe_artifact(ArtifactType::Iso, out)
 }

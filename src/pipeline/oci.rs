@@ -99,6 +99,7 @@ pub(super) fn make_oci(
         from: Some(configured.label.clone()),
         label: None,
         block_cache: None,
+        remote: None,
     });
     describe_artifact(ArtifactType::Oci, out_path)
 }

@@ -42,8 +42,13 @@ pub fn track(child: &Child) {
 }
 
 pub fn untrack(child: &Child) {
+    untrack_pid(child.id());
+}
+
+/// [`untrack`] for a child already consumed by `wait_with_output`.
+pub fn untrack_pid(pid: u32) {
     let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
-    running.retain(|pid| *pid != child.id());
+    running.retain(|p| *p != pid);
 }
 
 /// `cmd.output()`, tied to osforge and stoppable by the signal handler. As

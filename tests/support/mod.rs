@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fuzz;
+pub mod garage;
 pub mod guest;
 pub mod oci_layout;
 pub mod ovmf_vars;
@@ -22,6 +23,26 @@ use std::process::{Command, Output};
 
 pub fn osforge() -> Command {
     Command::new(env!("CARGO_BIN_EXE_osforge"))
+}
+
+/// `osforge build ARGS --profile PROFILE --output OUT --cache-dir CACHE`
+/// with this repository's templates and no profile path from the caller's
+/// environment.
+pub fn build_command(args: &[&str], profile: &Path, out: &Path, cache: &Path) -> Command {
+    let mut cmd = osforge();
+    cmd.args(args)
+        .arg("--profile")
+        .arg(profile)
+        .arg("--output")
+        .arg(out)
+        .arg("--cache-dir")
+        .arg(cache)
+        .env_remove("OSFORGE_PROFILE_PATH")
+        .env(
+            "OSFORGE_TEMPLATE_PATH",
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("templates"),
+        );
+    cmd
 }
 
 /// Names the Debian package of a missing tool, as deps/setup would.
