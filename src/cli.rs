@@ -33,7 +33,7 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build images (iso, qcow2, raw) from a host profile.
-    Build(commands::build::Args),
+    Build(Box<commands::build::Args>),
     /// Boot an image (iso, qcow2, raw) in QEMU with its serial console on stdout; --expect makes it a check.
     Boot(commands::boot::Args),
     /// Write a bootable GPT disk image (qcow2 or raw) from a root tree and a profile's disk layout.

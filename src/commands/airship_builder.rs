@@ -138,6 +138,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         source_date_epoch: args.source_date_epoch,
         hosts: None,
         signing: None,
+        netboot_url: None,
     };
     let log = Log {
         quiet: global.quiet || global.json,

@@ -13,7 +13,7 @@ pub struct Args {
     /// A profile name (looked up in ./profiles and $OSFORGE_PROFILE_PATH) or a path to one.
     #[arg(long, short)]
     pub profile: String,
-    /// What to write: iso, qcow2, raw, or several separated by commas.
+    /// What to write: iso, qcow2, raw, oci, netboot, or several separated by commas.
     #[arg(long = "type", short = 't', default_value = "iso", value_delimiter = ',', value_parser = clap::value_parser!(ArtifactType))]
     pub types: Vec<ArtifactType>,
     /// Where the images and their checksums go.
@@ -77,6 +77,11 @@ pub struct Args {
     /// The certificate (PEM) of --signing-key, as enrolled in the firmware's db.
     #[arg(long, value_name = "FILE")]
     pub signing_cert: Option<PathBuf>,
+    /// The HTTP folder a --type netboot set will be served from
+    /// (http://SERVER/PATH/): written into its iPXE script, GRUB config and
+    /// kernel command line (live-boot's fetch=, cloud-init's seed URL).
+    #[arg(long, value_name = "URL")]
+    pub netboot_url: Option<String>,
 }
 
 /// `--signing-key` and `--signing-cert`, checked to be readable files; the
@@ -179,6 +184,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         hosts,
         profile,
         signing,
+        netboot_url: args.netboot_url,
     };
     let log = Log {
         quiet: global.quiet || global.json,

@@ -22,7 +22,7 @@ use crate::cli::{Cli, Command};
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Build(args) => build::run(args, &cli.global),
+        Command::Build(args) => build::run(*args, &cli.global),
         Command::Boot(args) => boot::run(args, &cli.global),
         Command::Qcow2(args) => qcow2::run(args, &cli.global),
         Command::Disk(args) => disk::run(args, &cli.global),

@@ -16,8 +16,10 @@ pub mod cache;
 pub mod hosts;
 mod layers;
 mod lockfile;
+mod netboot;
 mod oci;
 pub mod plan;
+mod report;
 mod sources;
 
 pub(crate) use sources::file_digest;
@@ -33,7 +35,7 @@ use serde::Serialize;
 
 use crate::artifacts::disk;
 use crate::artifacts::live_iso::{self, LiveIso, Seed};
-use crate::blockcache::{self, BlockStore};
+use crate::blockcache::BlockStore;
 use crate::formats::Progress;
 use crate::formats::squashfs::{self, SquashfsWriter, source::DirectorySource};
 use crate::manifest::{DebPackage, ManifestInputs, ProfileRecord, StageRecord};
@@ -45,6 +47,7 @@ pub use blocks::open_block_cache;
 use blocks::{prune_block_cache, warn_block_cache};
 use cache::{Cache, Lookup, StageKey};
 use hosts::{HostReport, Staging, Target};
+pub use report::{Artifact, BuildReport, StageReport};
 
 /// Bumped when a stage's code changes what it produces, so old cache
 /// entries are not reused.
@@ -64,6 +67,9 @@ pub enum ArtifactType {
     Raw,
     /// The configured rootfs as an OCI image archive (`NAME.oci.tar`).
     Oci,
+    /// Kernel, initrd, squashfs, iPXE script, GRUB config and seed for
+    /// booting the live system over HTTP ([`netboot`]).
+    Netboot,
 }
 
 impl ArtifactType {
@@ -81,8 +87,9 @@ impl FromStr for ArtifactType {
             "qcow2" | "qcow" => Ok(ArtifactType::Qcow2),
             "raw" => Ok(ArtifactType::Raw),
             "oci" => Ok(ArtifactType::Oci),
+            "netboot" => Ok(ArtifactType::Netboot),
             other => Err(format!(
-                "unknown image type '{other}' (expected iso, qcow2, raw or oci)"
+                "unknown image type '{other}' (expected iso, qcow2, raw, oci or netboot)"
             )),
         }
     }
@@ -95,6 +102,7 @@ impl fmt::Display for ArtifactType {
             ArtifactType::Qcow2 => "qcow2",
             ArtifactType::Raw => "raw",
             ArtifactType::Oci => "oci",
+            ArtifactType::Netboot => "netboot",
         })
     }
 }
@@ -126,6 +134,8 @@ pub struct BuildRequest {
     /// `--signing-key`/`--signing-cert`: the ISO's UEFI loader is a UKI
     /// signed with the site's key. Paths only; the key is never read here.
     pub signing: Option<crate::boot::uki::SigningKey>,
+    /// `--netboot-url`: the HTTP folder a `--type netboot` set is served from.
+    pub netboot_url: Option<String>,
 }
 
 /// Compression threads: what `--jobs` asked for, else one per CPU; at least one.
@@ -151,68 +161,6 @@ impl Log {
     }
 }
 
-#[derive(Debug, Serialize)]
-pub struct StageReport {
-    pub stage: &'static str,
-    /// The cache key (`<cache>/<stage>/<key>/`); None for per-host artifacts.
-    pub key: Option<String>,
-    /// The host (artifact name) of a per-host stage.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
-    pub cached: bool,
-    pub seconds: f64,
-    pub detail: String,
-    /// What the stage starts from: "layer qcow2-host", "bootstrap base".
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
-    /// The profile whose part of the image the stage builds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub label: Option<String>,
-    /// What the squashfs or qcow2 writer found in the block cache.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub block_cache: Option<blockcache::Stats>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Artifact {
-    #[serde(rename = "type")]
-    pub kind: ArtifactType,
-    pub path: PathBuf,
-    pub bytes: u64,
-    pub sha256: String,
-    pub md5: String,
-    /// `<artifact>.manifest.json` and `<artifact>.spdx.json` (see [`crate::manifest`]).
-    pub manifest: PathBuf,
-    pub sbom: PathBuf,
-}
-
-impl Artifact {
-    /// The same files, moved to `dir`.
-    fn move_to(&mut self, dir: &Path) {
-        for path in [&mut self.path, &mut self.manifest, &mut self.sbom] {
-            if let Some(name) = path.file_name() {
-                *path = dir.join(name);
-            }
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
-pub struct BuildReport {
-    pub profile: String,
-    pub cache_dir: PathBuf,
-    /// The host of a one-host build; with `--hosts`, see `hosts`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hostname: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kernel_cmdline: Option<String>,
-    pub stages: Vec<StageReport>,
-    /// Every host's artifacts, host by host.
-    pub artifacts: Vec<Artifact>,
-    pub hosts: Vec<HostReport>,
-    pub seconds: f64,
-}
-
 /// A cached stage's output directory and whether it came from the cache.
 struct StageOutput {
     dir: PathBuf,
@@ -226,6 +174,7 @@ pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport>
     let mut stages = Vec::new();
     let targets = hosts::targets(req)?;
     check_disk_inputs(req)?;
+    netboot::check_inputs(req)?;
     let playbooks = ansible::prepare(req)?;
     // Before the first stage: an output directory osforge cannot write fails
     // now. The staging folder itself comes only with the artifacts, so that
@@ -533,15 +482,8 @@ fn make_disk(
     log.info(&format!("disk: wrote {detail} in {seconds:.1} s"));
     warn_block_cache(log, block_cache.as_ref());
     stages.push(StageReport {
-        stage: "disk",
-        key: None,
-        host: Some(target.name.clone()),
-        cached: false,
-        seconds,
-        detail,
-        from: None,
-        label: None,
         block_cache,
+        ..StageReport::artifact("disk", Some(&target.name), seconds, detail)
     });
     types
         .iter()
@@ -713,17 +655,12 @@ fn make_live_iso(
         req.profile.iso.volume_id
     );
     log.info(&format!("iso: wrote {detail} in {seconds:.1} s"));
-    stages.push(StageReport {
-        stage: "iso",
-        key: None,
-        host: Some(target.name.clone()),
-        cached: false,
+    stages.push(StageReport::artifact(
+        "iso",
+        Some(&target.name),
         seconds,
         detail,
-        from: None,
-        label: None,
-        block_cache: None,
-    });
+    ));
     describe_artifact(ArtifactType::Iso, out)
 }
 
@@ -822,7 +759,9 @@ fn write_manifests(
         // this artifact are listed.
         let stage_keys = stages
             .iter()
-            .filter(|s| a.kind == ArtifactType::Iso || s.stage != "squashfs")
+            .filter(|s| {
+                matches!(a.kind, ArtifactType::Iso | ArtifactType::Netboot) || s.stage != "squashfs"
+            })
             .filter_map(|s| {
                 s.key.as_ref().map(|key| StageRecord {
                     stage: s.stage.to_string(),
@@ -858,7 +797,7 @@ mod tests {
             "vmdk"
                 .parse::<ArtifactType>()
                 .unwrap_err()
-                .contains("expected iso, qcow2, raw or oci")
+                .contains("expected iso, qcow2, raw, oci or netboot")
         );
     }
 }
