@@ -139,6 +139,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         hosts: None,
         signing: None,
         netboot_url: None,
+        publish: Vec::new(),
+        push_authfile: None,
+        push_tls_verify: true,
     };
     let log = Log {
         quiet: global.quiet || global.json,

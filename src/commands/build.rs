@@ -82,6 +82,24 @@ pub struct Args {
     /// kernel command line (live-boot's fetch=, cloud-init's seed URL).
     #[arg(long, value_name = "URL")]
     pub netboot_url: Option<String>,
+    /// Push the --type oci image to a registry once built (skopeo; same as
+    /// --publish registry=REF); repeatable.
+    #[arg(long, value_name = "REF", value_parser = parse_push)]
+    pub push: Vec<crate::publish::PublishTarget>,
+    /// Where to publish the artifacts once built: registry=REF[,tls-verify=false][,authfile=FILE]; repeatable.
+    #[arg(long, value_name = "TARGET")]
+    pub publish: Vec<crate::publish::PublishTarget>,
+    /// A containers auth.json for the registries pushed to (never logged).
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    /// Verify the registries' TLS certificates (--tls-verify=false for a
+    /// plain-HTTP or self-signed registry).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub tls_verify: bool,
+}
+
+fn parse_push(text: &str) -> Result<crate::publish::PublishTarget, String> {
+    crate::publish::RegistryTarget::parse(text).map(crate::publish::PublishTarget::Registry)
 }
 
 /// `--signing-key` and `--signing-cert`, checked to be readable files; the
@@ -185,6 +203,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         profile,
         signing,
         netboot_url: args.netboot_url,
+        publish: args.push.into_iter().chain(args.publish).collect(),
+        push_authfile: args.authfile,
+        push_tls_verify: args.tls_verify,
     };
     let log = Log {
         quiet: global.quiet || global.json,

@@ -19,6 +19,7 @@ mod lockfile;
 mod netboot;
 mod oci;
 pub mod plan;
+mod push;
 mod report;
 mod sources;
 
@@ -136,6 +137,11 @@ pub struct BuildRequest {
     pub signing: Option<crate::boot::uki::SigningKey>,
     /// `--netboot-url`: the HTTP folder a `--type netboot` set is served from.
     pub netboot_url: Option<String>,
+    /// `--push`, `--publish`: where the artifacts go after the output directory.
+    pub publish: Vec<crate::publish::PublishTarget>,
+    /// `--authfile`, `--tls-verify`: for registry targets that do not set their own.
+    pub push_authfile: Option<PathBuf>,
+    pub push_tls_verify: bool,
 }
 
 /// Compression threads: what `--jobs` asked for, else one per CPU; at least one.
@@ -175,6 +181,7 @@ pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport>
     let targets = hosts::targets(req)?;
     check_disk_inputs(req)?;
     netboot::check_inputs(req)?;
+    push::check_inputs(req)?;
     let playbooks = ansible::prepare(req)?;
     // Before the first stage: an output directory osforge cannot write fails
     // now. The staging folder itself comes only with the artifacts, so that
@@ -205,6 +212,7 @@ pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport>
         );
     }
     staging.publish(&mut by_host)?;
+    let pushed = push::push_all(req, &by_host, log)?;
     prune_block_cache(req, log)?;
     let hosts: Vec<HostReport> = targets
         .into_iter()
@@ -226,6 +234,7 @@ pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport>
         stages,
         artifacts: hosts.iter().flat_map(|h| h.artifacts.clone()).collect(),
         hosts,
+        pushed,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -89,5 +89,8 @@ pub struct BuildReport {
     /// Every host's artifacts, host by host.
     pub artifacts: Vec<Artifact>,
     pub hosts: Vec<HostReport>,
+    /// The OCI image's pushes: reference and the registry's manifest digest.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pushed: Vec<crate::publish::registry::Pushed>,
     pub seconds: f64,
 }
