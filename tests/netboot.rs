@@ -11,7 +11,6 @@
 mod support;
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -28,22 +27,22 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `python3 -m http.server` serving `dir` on a loopback port, killed on drop;
-/// its request log is kept to show what the guest fetched.
+/// The set's base URL as QEMU's user-mode network shows the host to the guest.
+fn guest_url(port: u16) -> String {
+    format!("http://10.0.2.2:{port}/")
+}
+
+/// `python3 -m http.server` serving `dir` on a loopback port, killed on drop
+/// (so it is held by the test that boots, never by a static); its request
+/// log shows what the guest fetched.
 struct HttpServer {
     child: Child,
-    port: u16,
     log: PathBuf,
 }
 
 impl HttpServer {
-    fn start(dir: &Path, log: PathBuf) -> HttpServer {
+    fn start(dir: &Path, port: u16, log: PathBuf) -> HttpServer {
         require_tool("python3", "python3");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let child = Command::new("python3")
             .args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
             .arg(dir)
@@ -57,12 +56,7 @@ impl HttpServer {
             assert!(Instant::now() < deadline, "http.server did not listen");
             std::thread::sleep(Duration::from_millis(100));
         }
-        HttpServer { child, port, log }
-    }
-
-    /// The server as QEMU's user-mode network shows it to the guest.
-    fn guest_url(&self) -> String {
-        format!("http://10.0.2.2:{}/", self.port)
+        HttpServer { child, log }
     }
 
     fn requests(&self) -> String {
@@ -166,10 +160,11 @@ fn boot_set(script: &Path, set: &Path, base_url: &str, work: &Path) -> Result<St
 }
 
 struct Built {
-    _out: tempfile::TempDir,
+    out: tempfile::TempDir,
     set: PathBuf,
     report: serde_json::Value,
-    server: HttpServer,
+    /// The port the set's URLs name; its server runs during the boot.
+    port: u16,
 }
 
 fn built() -> &'static Built {
@@ -179,13 +174,13 @@ fn built() -> &'static Built {
         let out = temp_dir("netboot-");
         let set = out.path().join("set");
         fs::create_dir(&set).unwrap();
-        let server = HttpServer::start(&set, out.path().join("http.log"));
-        let report = build_set(&set, &server.guest_url());
+        let port = free_port();
+        let report = build_set(&set, &guest_url(port));
         Built {
             set,
             report,
-            server,
-            _out: out,
+            port,
+            out,
         }
     })
 }
@@ -193,7 +188,8 @@ fn built() -> &'static Built {
 #[test]
 fn the_netboot_set_boots_over_http_to_cloud_init_with_its_host_name_and_command_line() {
     let b = built();
-    let base = b.server.guest_url();
+    let base = guest_url(b.port);
+    let server = HttpServer::start(&b.set, b.port, b.out.path().join("http.log"));
     let work = temp_dir("netboot-boot-");
     let started = Instant::now();
     let log = boot_set(
@@ -220,7 +216,7 @@ fn the_netboot_set_boots_over_http_to_cloud_init_with_its_host_name_and_command_
         assert!(cmdline.split(',').any(|p| p == param), "{param}: {cmdline}");
     }
     // Over HTTP, from this server: the squashfs (live-boot) and the seed (cloud-init).
-    let requests = b.server.requests();
+    let requests = server.requests();
     for path in [
         format!("GET /{HOST}.squashfs "),
         format!("GET /{HOST}.seed/user-data "),
@@ -285,8 +281,7 @@ fn the_set_has_checksums_and_manifests_and_the_iso_s_squashfs() {
     let grub = fs::read_to_string(b.set.join(format!("{HOST}.grub.cfg"))).unwrap();
     let device = format!(
         "(http,{})",
-        b.server
-            .guest_url()
+        guest_url(b.port)
             .trim_start_matches("http://")
             .trim_end_matches('/')
     );

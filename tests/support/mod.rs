@@ -91,6 +91,15 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// A loopback port free right now, for a server started later.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The stage cache the build tests share (build_iso's), so that base's
 /// bootstrap runs once for all of them.
 pub fn shared_cache_dir() -> PathBuf {
