@@ -328,3 +328,81 @@ fn a_netboot_build_without_a_usable_url_fails_before_building_with_one_line() {
         assert!(!out.path().join("never").exists());
     }
 }
+
+/// The network config a host's iPXE script passes (`network-config=`,
+/// gzip and base64), decoded with gzip itself.
+fn network_config_of(script: &Path) -> String {
+    let text = fs::read_to_string(script).unwrap();
+    let payload = text
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("network-config="))
+        .unwrap_or_else(|| panic!("no network-config= in {text}"));
+    let gz = osforge::util::base64::decode(payload).expect("base64");
+    let mut child = Command::new("gzip")
+        .arg("-dc")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&gz).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_hosts_file_gives_one_shared_kernel_and_squashfs_and_each_host_its_script_and_seed() {
+    built(); // the stages are in the cache first
+    let work = temp_dir("netboot-hosts-");
+    let hosts = work.path().join("hosts.yaml");
+    fs::write(
+        &hosts,
+        "hosts:\n  - name: node-1\n    vars: {ipv4_address: 10.0.2.21/24, ipv4_gateway: 10.0.2.2}\n  - name: node-2\n",
+    )
+    .unwrap();
+    let out = work.path().join("set");
+    let build = |runcmd: &str| {
+        run_ok(
+            osforge()
+                .current_dir(repo())
+                .args(["--quiet", "build", "-p", "base", "-t", "netboot", "--hosts"])
+                .arg(&hosts)
+                .args(["--netboot-url", "http://boot.example/nb/", "--output"])
+                .arg(&out)
+                .arg("--cache-dir")
+                .arg(shared_cache_dir())
+                .args(["--var", &format!(r#"runcmd=["{runcmd}"]"#)]),
+        )
+    };
+    build("echo first");
+    // Again into the same folder: the seed folders are replaced, not refused.
+    build("echo second");
+    for shared in ["base.vmlinuz", "base.initrd.img", "base.squashfs"] {
+        assert!(out.join(shared).is_file(), "{shared}");
+    }
+    for host in ["node-1", "node-2"] {
+        let script = out.join(format!("{host}.ipxe"));
+        let text = fs::read_to_string(&script).unwrap();
+        assert!(
+            text.contains(&format!("s=http://boot.example/nb/{host}.seed/")),
+            "{text}"
+        );
+        assert!(
+            text.contains("fetch=http://boot.example/nb/base.squashfs"),
+            "{text}"
+        );
+        let meta = fs::read_to_string(out.join(format!("{host}.seed/meta-data"))).unwrap();
+        assert!(meta.contains(host), "{meta}");
+        let user = fs::read_to_string(out.join(format!("{host}.seed/user-data"))).unwrap();
+        assert!(
+            user.contains("echo second") && !user.contains("echo first"),
+            "{user}"
+        );
+    }
+    let static_host = network_config_of(&out.join("node-1.ipxe"));
+    assert!(static_host.contains("10.0.2.21/24"), "{static_host}");
+    let dhcp_host = network_config_of(&out.join("node-2.ipxe"));
+    assert!(dhcp_host.contains("dhcp4: true"), "{dhcp_host}");
+    assert_eq!(leftover_temporaries(&out), Vec::<String>::new());
+}
