@@ -711,6 +711,12 @@ pub(crate) struct DiskDoc {
     pub secure_boot: Option<bool>,
 }
 
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct OciDoc {
+    pub backup_paths: Vec<String>,
+}
+
 /// One profile file, or several merged: every key optional.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -740,4 +746,5 @@ pub(crate) struct ProfileDoc {
     pub cloud_init: CloudInitDoc,
     pub iso: IsoDoc,
     pub disk: Option<DiskDoc>,
+    pub oci: OciDoc,
 }
