@@ -2,10 +2,11 @@
 //! host of a hosts file (`--hosts`), each with its own artifacts.
 //!
 //! All hosts share the stages before this one (bootstrap, configure and, for
-//! ISOs, the squashfs); what differs per host is only its seed, kernel command
-//! line and file name, so its artifacts are cheap and are written side by
-//! side, at most `--jobs` at a time. The squashfs is made once, by the first
-//! ISO job that needs it, while disk jobs (which do not) already run.
+//! ISOs and netboot sets, the squashfs); what differs per host is only its
+//! seed, kernel command line and file name, so its artifacts are cheap and
+//! are written side by side, at most `--jobs` at a time. The squashfs is made
+//! once, by the first ISO or netboot job that needs it, while disk jobs
+//! (which do not) already run.
 //!
 //! Everything is written to a staging folder inside the output directory and
 //! moved into place only when every host's artifacts, checksums and manifests
