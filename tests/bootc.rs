@@ -53,39 +53,63 @@ fn make_bootc_layout(root: &Path) -> String {
     version
 }
 
+/// base's configured image in bootc's layout, as an oci-archive in a folder
+/// of its own (profiles beside it may name it), made once.
+struct BootcImage {
+    dir: tempfile::TempDir,
+    archive: std::path::PathBuf,
+    version: String,
+}
+
+fn bootc_image() -> &'static BootcImage {
+    static IMAGE: std::sync::OnceLock<Result<BootcImage, String>> = std::sync::OnceLock::new();
+    once(&IMAGE, "bootc image", || {
+        require_root();
+        let dir = temp_dir("bootc-image-");
+        let w = dir.path();
+        build_report(
+            Path::new("base"),
+            "oci",
+            &w.join("base"),
+            &["hostname=bootc-base".to_string()],
+        );
+        let flat = flatten_oci_archive(&w.join("base").join("base.oci.tar"), &w.join("flat"));
+        let root = w.join("root");
+        fs::create_dir(&root).unwrap();
+        run_ok(
+            Command::new("tar")
+                .args(["--xattrs", "--xattrs-include=*", "--numeric-owner", "-xpf"])
+                .arg(&flat)
+                .arg("-C")
+                .arg(&root),
+        );
+        let version = make_bootc_layout(&root);
+        let archive = w.join("bootc.oci.tar");
+        run_ok(osforge().args(["oci", "create"]).arg(&root).arg(&archive));
+        // Only the archive is needed from here on.
+        for scratch in ["base", "flat", "root"] {
+            let _ = fs::remove_dir_all(w.join(scratch));
+        }
+        BootcImage {
+            archive,
+            version,
+            dir,
+        }
+    })
+}
+
 #[test]
 fn a_bootc_style_image_from_a_registry_becomes_a_live_iso_that_boots() {
-    require_root();
     require_tool("skopeo", "skopeo");
+    let image = bootc_image();
     let work = temp_dir("bootc-");
     let w = work.path();
-
-    // base, configured, as an OCI image; its rootfs in bootc's layout.
-    build_report(
-        Path::new("base"),
-        "oci",
-        &w.join("base"),
-        &["hostname=bootc-base".to_string()],
-    );
-    let flat = flatten_oci_archive(&w.join("base").join("base.oci.tar"), &w.join("flat"));
-    let root = w.join("root");
-    fs::create_dir(&root).unwrap();
-    run_ok(
-        Command::new("tar")
-            .args(["--xattrs", "--xattrs-include=*", "--numeric-owner", "-xpf"])
-            .arg(&flat)
-            .arg("-C")
-            .arg(&root),
-    );
-    let version = make_bootc_layout(&root);
-    let archive = w.join("bootc.oci.tar");
-    run_ok(osforge().args(["oci", "create"]).arg(&root).arg(&archive));
     let registry = Registry::start();
     let reference = format!("docker://127.0.0.1:{}/osforge/bootc:1", registry.port);
     run_ok(
         Command::new("skopeo")
             .args(["copy", "--quiet", "--dest-tls-verify=false"])
-            .arg(format!("oci-archive:{}", archive.display()))
+            .arg(format!("oci-archive:{}", image.archive.display()))
             .arg(&reference),
     );
 
@@ -127,6 +151,40 @@ fn a_bootc_style_image_from_a_registry_becomes_a_live_iso_that_boots() {
     );
     assert_eq!(
         marker_field(&log, MARKER, "kernel").as_deref(),
-        Some(version.as_str())
+        Some(image.version.as_str())
     );
+}
+
+/// A disk with Airship's layout (/boot a partition of its own) from the
+/// same image: the kernel and initramfs are copied into /boot, where GRUB
+/// and `osforge inspect` find them.
+#[test]
+fn a_bootc_style_image_becomes_a_qcow2_whose_boot_partition_holds_its_kernel() {
+    let image = bootc_image();
+    let profile = image.dir.path().join("bootc-disk.yaml");
+    fs::write(
+        &profile,
+        "description: a bootc-style image as a disk\ninherits: [qcow2-host]\n\
+         source: oci-archive:bootc.oci.tar\n",
+    )
+    .unwrap();
+    let out = image.dir.path().join("disk");
+    build_report(
+        &profile,
+        "qcow2",
+        &out,
+        &["hostname=bootc-disk".to_string()],
+    );
+    let inspected = run_ok(
+        osforge()
+            .args(["--json", "inspect"])
+            .arg(out.join("bootc-disk.qcow2")),
+    );
+    let text = String::from_utf8_lossy(&inspected.stdout);
+    for file in [
+        format!("vmlinuz-{}", image.version),
+        format!("initrd.img-{}", image.version),
+    ] {
+        assert!(text.contains(&file), "{file} not in /boot: {text}");
+    }
 }
