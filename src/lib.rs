@@ -20,6 +20,7 @@ pub mod netconfig;
 pub mod osconfig;
 pub mod pipeline;
 pub mod profile;
+pub mod publish;
 pub mod rootfs;
 pub mod s3;
 pub mod util;

@@ -117,26 +117,10 @@ fn test_key() -> String {
         blob.extend_from_slice(&(part.len() as u32).to_be_bytes());
         blob.extend_from_slice(part);
     }
-    format!("ssh-ed25519 {} osforge-boot-test", base64(&blob))
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, &b)| acc | (b as u32) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    format!(
+        "ssh-ed25519 {} osforge-boot-test",
+        osforge::util::base64::encode(&blob)
+    )
 }
 
 /// What the host prints once cloud-init ran its runcmd.

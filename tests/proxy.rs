@@ -13,25 +13,17 @@ mod support;
 
 use std::fs;
 use std::io::Read;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use support::registry::Registry;
-use support::{osforge, require_root, run_ok, temp_dir};
+use support::{free_port, osforge, require_root, run_ok, temp_dir};
 
 const USER: &str = "osforge";
 /// Unlikely to occur in any file by chance.
 const PASSWORD: &str = "pr0xy-s3cret-7f3a9c";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// tinyproxy in the foreground on a free loopback port, killed on drop.
 struct Proxy {

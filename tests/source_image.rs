@@ -20,34 +20,10 @@ use support::report_stage as stage;
 
 use support::qemu::{Boot, boot_until, has_complete_line, marker_field};
 use support::registry::Registry;
-use support::{osforge, require_root, run_ok, temp_dir};
+use support::{build_report, osforge, require_root, run_ok, shared_cache_dir, temp_dir};
 
 const MARKER: &str = "OSFORGE-IMAGE-SOURCE-OK";
 const HOSTNAME: &str = "from-registry-1";
-
-fn cache_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("osforge-cache")
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn build(profile: &Path, kind: &str, out: &Path, vars: &[String]) -> serde_json::Value {
-    let mut cmd = osforge();
-    cmd.current_dir(repo())
-        .args(["--json", "build", "--type", kind, "--profile"])
-        .arg(profile)
-        .arg("--output")
-        .arg(out)
-        .arg("--cache-dir")
-        .arg(cache_dir());
-    for v in vars {
-        cmd.arg("--var").arg(v);
-    }
-    let output = run_ok(&mut cmd);
-    serde_json::from_slice(&output.stdout).expect("--json report")
-}
 
 /// The flattened image a `source` stage holds.
 fn source_tar(report: &serde_json::Value) -> PathBuf {
@@ -66,7 +42,7 @@ fn an_image_from_a_registry_or_an_oci_archive_is_the_rootfs_of_a_live_iso_that_b
     fs::create_dir_all(&profiles).unwrap();
 
     // base, configured, as an OCI image.
-    let base = build(
+    let base = build_report(
         Path::new("base"),
         "oci",
         &work.path().join("base"),
@@ -102,7 +78,7 @@ fn an_image_from_a_registry_or_an_oci_archive_is_the_rootfs_of_a_live_iso_that_b
 
     let runcmd = format!(r#"runcmd=["echo {MARKER} hostname=$(hostname) > /dev/ttyS0"]"#);
     let out = work.path().join("out");
-    let from_registry = build(
+    let from_registry = build_report(
         &profiles.join("from-registry.yaml"),
         "iso",
         &out,
@@ -132,7 +108,7 @@ fn an_image_from_a_registry_or_an_oci_archive_is_the_rootfs_of_a_live_iso_that_b
             .all(|s| s["stage"] != "bootstrap"),
         "an image source needs no bootstrap: {from_registry}"
     );
-    let from_archive = build(
+    let from_archive = build_report(
         &profiles.join("from-archive.yaml"),
         "oci",
         &work.path().join("out-archive"),
@@ -191,13 +167,13 @@ fn lock_pins_the_source(profiles: &Path, out: &Path, first: &serde_json::Value, 
     );
 
     let mut cmd = osforge();
-    cmd.current_dir(repo())
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(["--json", "build", "--type", "oci", "--profile"])
         .arg(profiles.join("from-registry.yaml"))
         .arg("--output")
         .arg(out.join("locked"))
         .arg("--cache-dir")
-        .arg(cache_dir())
+        .arg(shared_cache_dir())
         .arg("--lock")
         .arg(&lock_path)
         .args(["--var", &format!("hostname={HOSTNAME}")]);
@@ -219,13 +195,13 @@ fn lock_pins_the_source(profiles: &Path, out: &Path, first: &serde_json::Value, 
         .join("out-archive/from-archive.lock.json");
     fs::copy(&other_archive, profiles.join("base.oci.tar")).unwrap();
     let output = osforge()
-        .current_dir(repo())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(["build", "--type", "oci", "--profile"])
         .arg(profiles.join("from-archive.yaml"))
         .arg("--output")
         .arg(out.join("refused"))
         .arg("--cache-dir")
-        .arg(cache_dir())
+        .arg(shared_cache_dir())
         .arg("--lock")
         .arg(&archive_lock)
         .output()

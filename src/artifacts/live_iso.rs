@@ -63,7 +63,10 @@ pub struct LiveIso<'a> {
 }
 
 /// The kernel and initrd the image boots: `/vmlinuz` and `/initrd.img` as the
-/// image links them, else the newest pair in /boot.
+/// image links them, else the newest pair in /boot, else (a bootable
+/// container image, as bootc lays it out) the newest
+/// `/usr/lib/modules/VERSION/vmlinuz` with `initramfs.img` or `initrd.img`
+/// beside it.
 pub fn find_kernel(rootfs: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     let linked = (
         rootpath::resolve(rootfs, Path::new("/vmlinuz"), true)?,
@@ -72,7 +75,23 @@ pub fn find_kernel(rootfs: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     if linked.0.is_file() && linked.1.is_file() {
         return Ok(linked);
     }
+    if let Some(pair) = newest_in_boot(rootfs)? {
+        return Ok(pair);
+    }
+    if let Some(pair) = newest_in_modules(rootfs)? {
+        return Ok(pair);
+    }
+    bail!(
+        "the image has no kernel and initrd in /boot or /usr/lib/modules/*/ (install linux-image-amd64; live-boot rebuilds the initrd)"
+    )
+}
+
+/// `vmlinuz-V` with `initrd.img-V` in /boot, the newest V.
+fn newest_in_boot(rootfs: &Path) -> anyhow::Result<Option<(PathBuf, PathBuf)>> {
     let boot = rootpath::resolve(rootfs, Path::new("/boot"), true)?;
+    if !boot.is_dir() {
+        return Ok(None);
+    }
     let mut versions: Vec<String> = std::fs::read_dir(&boot)
         .with_context(|| format!("listing the image's /boot ({})", boot.display()))?
         .filter_map(|e| e.ok())
@@ -85,15 +104,42 @@ pub fn find_kernel(rootfs: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
         .filter(|v| boot.join(format!("initrd.img-{v}")).is_file())
         .collect();
     versions.sort_by_key(|v| version_key(v));
-    let Some(v) = versions.pop() else {
-        bail!(
-            "the image has no kernel and initrd in /boot (install linux-image-amd64; live-boot rebuilds the initrd)"
-        );
-    };
-    Ok((
-        boot.join(format!("vmlinuz-{v}")),
-        boot.join(format!("initrd.img-{v}")),
-    ))
+    Ok(versions.pop().map(|v| {
+        (
+            boot.join(format!("vmlinuz-{v}")),
+            boot.join(format!("initrd.img-{v}")),
+        )
+    }))
+}
+
+/// bootc's layout: `/usr/lib/modules/V/vmlinuz` and, beside it,
+/// `initramfs.img` (dracut's name, Fedora and CentOS) or `initrd.img`.
+fn newest_in_modules(rootfs: &Path) -> anyhow::Result<Option<(PathBuf, PathBuf)>> {
+    let modules = rootpath::resolve(rootfs, Path::new("/usr/lib/modules"), true)?;
+    if !modules.is_dir() {
+        return Ok(None);
+    }
+    let mut found: Vec<(String, PathBuf, PathBuf)> = std::fs::read_dir(&modules)
+        .with_context(|| {
+            format!(
+                "listing the image's /usr/lib/modules ({})",
+                modules.display()
+            )
+        })?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.to_string();
+            let dir = e.path();
+            let kernel = dir.join("vmlinuz");
+            let initrd = ["initramfs.img", "initrd.img"]
+                .iter()
+                .map(|name| dir.join(name))
+                .find(|p| p.is_file())?;
+            kernel.is_file().then_some((version, kernel, initrd))
+        })
+        .collect();
+    found.sort_by_key(|(v, _, _)| version_key(v));
+    Ok(found.pop().map(|(_, kernel, initrd)| (kernel, initrd)))
 }
 
 /// Orders `6.1.0-10-amd64` after `6.1.0-9-amd64`: numbers compare as numbers.
@@ -182,6 +228,39 @@ pub fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bootc_image_s_kernel_is_found_under_usr_lib_modules() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        for (v, initrd) in [
+            ("6.1.0-9-amd64", "initrd.img"),
+            ("6.1.0-10-amd64", "initramfs.img"),
+        ] {
+            let dir = r.join("usr/lib/modules").join(v);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("vmlinuz"), v).unwrap();
+            std::fs::write(dir.join(initrd), v).unwrap();
+        }
+        // Modules without a kernel (a -dbg tree) are not candidates.
+        std::fs::create_dir_all(r.join("usr/lib/modules/7.0.0-1-amd64")).unwrap();
+        std::fs::create_dir_all(r.join("boot")).unwrap();
+        let (kernel, initrd) = find_kernel(r).unwrap();
+        assert!(kernel.ends_with("usr/lib/modules/6.1.0-10-amd64/vmlinuz"));
+        assert!(initrd.ends_with("usr/lib/modules/6.1.0-10-amd64/initramfs.img"));
+        // A kernel in /boot still comes first.
+        std::fs::write(r.join("boot/vmlinuz-5.10.0-1-amd64"), "k").unwrap();
+        std::fs::write(r.join("boot/initrd.img-5.10.0-1-amd64"), "i").unwrap();
+        assert!(
+            find_kernel(r)
+                .unwrap()
+                .0
+                .ends_with("boot/vmlinuz-5.10.0-1-amd64")
+        );
+        let empty = tempfile::tempdir().unwrap();
+        let e = find_kernel(empty.path()).unwrap_err().to_string();
+        assert!(e.contains("/usr/lib/modules"), "{e}");
+    }
 
     #[test]
     fn kernel_versions_sort_numerically() {

@@ -2,3 +2,4 @@
 
 pub mod disk;
 pub mod live_iso;
+pub mod netboot;

@@ -139,7 +139,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         hosts: None,
         signing: None,
         remote_cache: None,
+        publish_s3: Vec::new(),
+        netboot_url: None,
         publish: Vec::new(),
+        push_authfile: None,
+        push_tls_verify: true,
     };
     let log = Log {
         quiet: global.quiet || global.json,

@@ -14,7 +14,7 @@ pub struct Args {
     /// A profile name (looked up in ./profiles and $OSFORGE_PROFILE_PATH) or a path to one.
     #[arg(long, short)]
     pub profile: String,
-    /// What to write: iso, qcow2, raw, or several separated by commas.
+    /// What to write: iso, qcow2, raw, oci, netboot, or several separated by commas.
     #[arg(long = "type", short = 't', default_value = "iso", value_delimiter = ',', value_parser = clap::value_parser!(ArtifactType))]
     pub types: Vec<ArtifactType>,
     /// Where the images and their checksums go.
@@ -83,16 +83,37 @@ pub struct Args {
     /// The certificate (PEM) of --signing-key, as enrolled in the firmware's db.
     #[arg(long, value_name = "FILE")]
     pub signing_cert: Option<PathBuf>,
-    /// Also upload the build's files to s3://BUCKET/PREFIX (repeatable),
-    /// checksums last; see --s3-endpoint for the store.
-    #[arg(long, value_name = "S3_URL", value_parser = super::publish::parse_publish_target)]
-    pub publish: Vec<S3Url>,
     /// A stage cache shared by many machines, s3://BUCKET/PREFIX: stages
     /// missing locally are downloaded from it, stages built are uploaded.
     #[arg(long, value_name = "S3_URL", value_parser = super::publish::parse_publish_target)]
     pub cache_remote: Option<S3Url>,
     #[command(flatten)]
     pub s3: super::publish::S3Args,
+    /// The HTTP folder a --type netboot set will be served from
+    /// (http://SERVER/PATH/): written into its iPXE script, GRUB config and
+    /// kernel command line (live-boot's fetch=, cloud-init's seed URL).
+    #[arg(long, value_name = "URL")]
+    pub netboot_url: Option<String>,
+    /// Push the --type oci image to a registry once built (skopeo; same as
+    /// --publish registry=REF); repeatable.
+    #[arg(long, value_name = "REF", value_parser = parse_push)]
+    pub push: Vec<crate::publish::PublishTarget>,
+    /// Where the build's files go once built (repeatable): s3://BUCKET/PREFIX
+    /// (every file, checksums last; see --s3-endpoint) or
+    /// registry=REF[,tls-verify=false][,authfile=FILE] (the --type oci image).
+    #[arg(long, value_name = "TARGET")]
+    pub publish: Vec<crate::publish::PublishTarget>,
+    /// A containers auth.json for the registries pushed to (never logged).
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    /// Verify the registries' TLS certificates (--tls-verify=false for a
+    /// plain-HTTP or self-signed registry).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub tls_verify: bool,
+}
+
+fn parse_push(text: &str) -> Result<crate::publish::PublishTarget, String> {
+    crate::publish::RegistryTarget::parse(text).map(crate::publish::PublishTarget::Registry)
 }
 
 /// `--signing-key` and `--signing-cert`, checked to be readable files; the
@@ -218,16 +239,18 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             })
         })
         .transpose()?;
-    let publish = args
-        .publish
-        .iter()
-        .map(|url| {
-            Ok(crate::s3::publish::PublishTarget {
-                store: args.s3.connect(url, "--publish")?,
-                url: url.clone(),
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (mut publish_s3, mut registries) = (Vec::new(), Vec::new());
+    for target in args.push.iter().chain(&args.publish) {
+        match target {
+            crate::publish::PublishTarget::S3(url) => {
+                publish_s3.push(crate::s3::publish::PublishTarget {
+                    store: args.s3.connect(url, "--publish")?,
+                    url: url.clone(),
+                })
+            }
+            registry => registries.push(registry.clone()),
+        }
+    }
     let cache = Cache::new(args.cache_dir.unwrap_or_else(Cache::default_root));
     let request = BuildRequest {
         lock,
@@ -248,7 +271,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         profile,
         signing,
         remote_cache,
-        publish,
+        publish_s3,
+        netboot_url: args.netboot_url,
+        publish: registries,
+        push_authfile: args.authfile,
+        push_tls_verify: args.tls_verify,
     };
     let log = Log {
         quiet: global.quiet || global.json,

@@ -227,6 +227,91 @@ impl DirTree {
     pub fn host_path(&self, entry: &Entry) -> PathBuf {
         self.root.join(OsStr::from_bytes(&entry.path))
     }
+
+    /// Splits the tree in two, for two image layers: what is under one of
+    /// `prefixes` (relative directories, `etc`, `var/lib`), with the
+    /// directories above them, and the rest, where those directories stay
+    /// empty. Either part is a whole tree: a hard link whose first name is
+    /// in the other part becomes the file itself.
+    pub fn split_off(self, prefixes: &[&[u8]]) -> (DirTree, DirTree) {
+        let under = |path: &[u8]| {
+            prefixes.iter().any(|p| {
+                path.strip_prefix(*p)
+                    .is_some_and(|rest| rest.first() == Some(&b'/'))
+            })
+        };
+        let leads_to = |path: &[u8]| {
+            path.is_empty()
+                || prefixes.iter().any(|p| {
+                    *p == path
+                        || p.strip_prefix(path)
+                            .is_some_and(|rest| rest.first() == Some(&b'/'))
+                })
+        };
+        let sizes: std::collections::HashMap<Vec<u8>, u64> = self
+            .entries
+            .iter()
+            .filter_map(|e| match e.kind {
+                EntryKind::File { size } => Some((e.path.clone(), size)),
+                _ => None,
+            })
+            .collect();
+        let (mut rest, mut part) = (Vec::new(), Vec::new());
+        for entry in self.entries {
+            if under(&entry.path) {
+                part.push(entry);
+            } else if leads_to(&entry.path) {
+                part.push(entry.clone());
+                rest.push(entry);
+            } else {
+                rest.push(entry);
+            }
+        }
+        let whole = |entries: Vec<Entry>| {
+            let mut first_names: std::collections::HashMap<Vec<u8>, Vec<u8>> =
+                std::collections::HashMap::new();
+            let present: std::collections::HashSet<Vec<u8>> =
+                entries.iter().map(|e| e.path.clone()).collect();
+            let mut total_bytes = 0;
+            let entries = entries
+                .into_iter()
+                .map(|mut e| {
+                    if let EntryKind::HardLink(target) = &e.kind
+                        && !present.contains(target)
+                    {
+                        match first_names.get(target) {
+                            Some(first) => e.kind = EntryKind::HardLink(first.clone()),
+                            None => {
+                                first_names.insert(target.clone(), e.path.clone());
+                                e.kind = EntryKind::File {
+                                    size: sizes.get(target).copied().unwrap_or(0),
+                                };
+                            }
+                        }
+                    }
+                    if let EntryKind::File { size } = e.kind {
+                        total_bytes += size;
+                    }
+                    e
+                })
+                .collect();
+            (entries, total_bytes)
+        };
+        let (rest, rest_bytes) = whole(rest);
+        let (part, part_bytes) = whole(part);
+        (
+            DirTree {
+                root: self.root.clone(),
+                entries: rest,
+                total_bytes: rest_bytes,
+            },
+            DirTree {
+                root: self.root,
+                entries: part,
+                total_bytes: part_bytes,
+            },
+        )
+    }
 }
 
 #[cfg(test)]
@@ -262,6 +347,57 @@ mod tests {
         assert!(matches!(&tree.entries[5].kind, EntryKind::HardLink(t) if t == b"a-link"));
         assert!(matches!(&tree.entries[6].kind, EntryKind::Symlink(t) if t == b"b"));
         assert_eq!(tree.total_bytes, 4);
+    }
+
+    #[test]
+    fn a_split_gives_two_whole_trees_with_hard_links_made_files_across_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("etc/ssh")).unwrap();
+        std::fs::create_dir_all(root.join("usr")).unwrap();
+        std::fs::create_dir_all(root.join("var/lib/x")).unwrap();
+        std::fs::write(root.join("etc/ssh/key"), b"key").unwrap();
+        std::fs::write(root.join("var/lib/x/state"), b"state").unwrap();
+        std::fs::write(root.join("var/log"), b"log").unwrap();
+        // The first name (a-link, sorted first) stays in the rest.
+        std::fs::hard_link(root.join("etc/ssh/key"), root.join("a-link")).unwrap();
+        let tree = DirTree::scan(root, false, &[]).unwrap();
+        let (rest, part) = tree.split_off(&[b"etc", b"var/lib"]);
+        let paths = |t: &DirTree| -> Vec<String> {
+            t.entries
+                .iter()
+                .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+                .collect()
+        };
+        assert_eq!(
+            paths(&part),
+            [
+                "",
+                "etc",
+                "etc/ssh",
+                "etc/ssh/key",
+                "var",
+                "var/lib",
+                "var/lib/x",
+                "var/lib/x/state"
+            ]
+        );
+        assert_eq!(
+            paths(&rest),
+            ["", "a-link", "etc", "usr", "var", "var/lib", "var/log"]
+        );
+        // etc/ssh/key linked to a-link, which is not in its part: now the file.
+        let key = part
+            .entries
+            .iter()
+            .find(|e| e.path == b"etc/ssh/key")
+            .unwrap();
+        assert!(
+            matches!(key.kind, EntryKind::File { size: 3 }),
+            "{:?}",
+            key.kind
+        );
+        assert_eq!((part.total_bytes, rest.total_bytes), (8, 6));
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! host of a hosts file (`--hosts`), each with its own artifacts.
 //!
 //! All hosts share the stages before this one (bootstrap, configure and, for
-//! ISOs, the squashfs); what differs per host is only its seed, kernel command
-//! line and file name, so its artifacts are cheap and are written side by
-//! side, at most `--jobs` at a time. The squashfs is made once, by the first
-//! ISO job that needs it, while disk jobs (which do not) already run.
+//! ISOs and netboot sets, the squashfs); what differs per host is only its
+//! seed, kernel command line and file name, so its artifacts are cheap and
+//! are written side by side, at most `--jobs` at a time. The squashfs is made
+//! once, by the first ISO or netboot job that needs it, while disk jobs
+//! (which do not) already run.
 //!
 //! Everything is written to a staging folder inside the output directory and
 //! moved into place only when every host's artifacts, checksums and manifests
@@ -77,6 +78,10 @@ enum Job {
     Disk(usize),
     /// Host-independent; the index says whose artifacts list it joins.
     Oci(usize),
+    /// The netboot set's kernel, initrd and squashfs: shared, like Oci.
+    NetbootShared(usize),
+    /// A host's iPXE script, GRUB config and seed.
+    NetbootHost(usize),
 }
 
 type JobOutcome = (anyhow::Result<Vec<Artifact>>, Vec<StageReport>);
@@ -95,18 +100,22 @@ pub(super) fn make_artifacts(
 ) -> anyhow::Result<Vec<Vec<Artifact>>> {
     let disk_types: Vec<ArtifactType> = req.types.iter().copied().filter(|t| t.is_disk()).collect();
     let iso = req.types.contains(&ArtifactType::Iso);
+    let netboot = req.types.contains(&ArtifactType::Netboot);
     let jobs: Vec<Job> = (0..targets.len())
         .flat_map(|i| {
             let iso_job = iso.then_some(Job::Iso(i));
             let disk_job = (!disk_types.is_empty()).then_some(Job::Disk(i));
-            iso_job.into_iter().chain(disk_job)
+            let netboot_job = netboot.then_some(Job::NetbootHost(i));
+            iso_job.into_iter().chain(disk_job).chain(netboot_job)
         })
-        // The OCI image has nothing per host: one, listed with the first host.
+        // The OCI image and the netboot set's kernel, initrd and squashfs
+        // have nothing per host: one each, listed with the first host.
         .chain(
             req.types
                 .contains(&ArtifactType::Oci)
                 .then_some(Job::Oci(0)),
         )
+        .chain(netboot.then_some(Job::NetbootShared(0)))
         .collect();
     // Shared by the ISO jobs: the first one makes it, the others wait. The
     // error is kept as text, since every waiting job reports it.
@@ -117,28 +126,29 @@ pub(super) fn make_artifacts(
         Some(_) => result.with_context(|| format!("host {}", targets[i].name)),
         None => result,
     };
+    let shared_squashfs = || {
+        squashfs
+            .get_or_init(|| {
+                let mut shared = Vec::new();
+                let made = make_squashfs(req, configured, log, &mut shared);
+                lock(&squashfs_stages).extend(shared);
+                made.map_err(|e| format!("{e:#}"))
+            })
+            .clone()
+            .map_err(anyhow::Error::msg)
+    };
     let run = |job: Job| -> JobOutcome {
         let mut own = Vec::new();
         let result = match job {
-            Job::Iso(i) => squashfs
-                .get_or_init(|| {
-                    let mut shared = Vec::new();
-                    let made = make_squashfs(req, configured, log, &mut shared);
-                    lock(&squashfs_stages).extend(shared);
-                    made.map_err(|e| format!("{e:#}"))
-                })
-                .clone()
-                .map_err(anyhow::Error::msg)
-                .and_then(|sqfs| {
-                    let iso =
-                        make_live_iso(req, &targets[i], dir, configured, &sqfs, log, &mut own)
-                            .map_err(|e| {
-                                // The squashfs is most of a live ISO.
-                                let needed = std::fs::metadata(&sqfs).ok().map(|m| m.len());
-                                output_full(e, dir, needed)
-                            });
-                    of_host(i, iso.map(|a| vec![a]))
-                }),
+            Job::Iso(i) => shared_squashfs().and_then(|sqfs| {
+                let iso = make_live_iso(req, &targets[i], dir, configured, &sqfs, log, &mut own)
+                    .map_err(|e| {
+                        // The squashfs is most of a live ISO.
+                        let needed = std::fs::metadata(&sqfs).ok().map(|m| m.len());
+                        output_full(e, dir, needed)
+                    });
+                of_host(i, iso.map(|a| vec![a]))
+            }),
             Job::Disk(i) => {
                 let disks = make_disk(
                     req,
@@ -156,6 +166,14 @@ pub(super) fn make_artifacts(
             Job::Oci(_) => super::oci::make_oci(req, dir, configured, packages, log, &mut own)
                 .map(|a| vec![a])
                 .map_err(|e| output_full(e, dir, None)),
+            Job::NetbootShared(_) => shared_squashfs().and_then(|sqfs| {
+                super::netboot::make_shared(req, dir, configured, &sqfs, log, &mut own)
+                    .map_err(|e| output_full(e, dir, None))
+            }),
+            Job::NetbootHost(i) => {
+                let set = super::netboot::make_host(req, &targets[i], dir, log, &mut own);
+                of_host(i, set)
+            }
         };
         (result, own)
     };
@@ -183,7 +201,11 @@ pub(super) fn make_artifacts(
             continue; // not started: an earlier job failed
         };
         stages.extend(own);
-        let (Job::Iso(i) | Job::Disk(i) | Job::Oci(i)) = *job;
+        let (Job::Iso(i)
+        | Job::Disk(i)
+        | Job::Oci(i)
+        | Job::NetbootShared(i)
+        | Job::NetbootHost(i)) = *job;
         by_host[i].extend(result?);
     }
     for artifacts in &mut by_host {
@@ -243,6 +265,8 @@ pub(super) struct Staging {
 
 const STAGING_PREFIX: &str = ".osforge-tmp-build-";
 const STAGING_LOCK: &str = ".lock";
+/// Where folders the build replaces go (see [`Staging::publish`]).
+const STAGING_REPLACED: &str = ".replaced";
 
 impl Staging {
     /// Creates `out` (only once every input is checked, so bad input leaves
@@ -291,13 +315,31 @@ impl Staging {
             .map(|e| e.map(|e| e.file_name()))
             .collect::<Result<_, _>>()?;
         names.sort();
-        names.retain(|n| n != STAGING_LOCK);
+        names.retain(|n| n != STAGING_LOCK && n != STAGING_REPLACED);
         let mut moved = Vec::new();
         for name in names {
             let (from, to) = (self.dir().join(&name), self.out.join(&name));
+            if from.is_dir() && to.is_dir() {
+                // A folder (a netboot seed) cannot replace a folder in one
+                // rename: the old one goes into the staging folder, which is
+                // removed with it.
+                let old = self.dir().join(STAGING_REPLACED).join(&name);
+                std::fs::create_dir_all(self.dir().join(STAGING_REPLACED))?;
+                std::fs::rename(&to, &old)
+                    .with_context(|| format!("moving the old {} aside", to.display()))?;
+            }
             std::fs::rename(&from, &to)
                 .with_context(|| format!("moving {} into place", to.display()))?;
-            moved.push(to);
+            if to.is_dir() {
+                // A netboot seed: its files are what gets published.
+                let mut inside: Vec<PathBuf> = std::fs::read_dir(&to)?
+                    .map(|e| e.map(|e| e.path()))
+                    .collect::<Result<_, _>>()?;
+                inside.sort();
+                moved.extend(inside);
+            } else {
+                moved.push(to);
+            }
         }
         for a in by_host.iter_mut().flatten() {
             a.move_to(&self.out);

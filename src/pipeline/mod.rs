@@ -16,9 +16,12 @@ pub mod cache;
 pub mod hosts;
 mod layers;
 mod lockfile;
+mod netboot;
 mod oci;
 pub mod plan;
+mod push;
 pub mod remote;
+mod report;
 mod sources;
 mod stage;
 
@@ -35,7 +38,7 @@ use serde::Serialize;
 
 use crate::artifacts::disk;
 use crate::artifacts::live_iso::{self, LiveIso, Seed};
-use crate::blockcache::{self, BlockStore};
+use crate::blockcache::BlockStore;
 use crate::formats::Progress;
 use crate::formats::squashfs::{self, SquashfsWriter, source::DirectorySource};
 use crate::manifest::{DebPackage, ManifestInputs, ProfileRecord, StageRecord};
@@ -47,6 +50,7 @@ pub use blocks::open_block_cache;
 use blocks::{prune_block_cache, warn_block_cache};
 use cache::{Cache, StageKey};
 use hosts::{HostReport, Staging, Target};
+pub use report::{Artifact, BuildReport, StageReport};
 use stage::cached_stage;
 
 /// Bumped when a stage's code changes what it produces, so old cache
@@ -68,6 +72,9 @@ pub enum ArtifactType {
     Raw,
     /// The configured rootfs as an OCI image archive (`NAME.oci.tar`).
     Oci,
+    /// Kernel, initrd, squashfs, iPXE script, GRUB config and seed for
+    /// booting the live system over HTTP ([`netboot`]).
+    Netboot,
 }
 
 impl ArtifactType {
@@ -85,8 +92,9 @@ impl FromStr for ArtifactType {
             "qcow2" | "qcow" => Ok(ArtifactType::Qcow2),
             "raw" => Ok(ArtifactType::Raw),
             "oci" => Ok(ArtifactType::Oci),
+            "netboot" => Ok(ArtifactType::Netboot),
             other => Err(format!(
-                "unknown image type '{other}' (expected iso, qcow2, raw or oci)"
+                "unknown image type '{other}' (expected iso, qcow2, raw, oci or netboot)"
             )),
         }
     }
@@ -99,6 +107,7 @@ impl fmt::Display for ArtifactType {
             ArtifactType::Qcow2 => "qcow2",
             ArtifactType::Raw => "raw",
             ArtifactType::Oci => "oci",
+            ArtifactType::Netboot => "netboot",
         })
     }
 }
@@ -135,7 +144,15 @@ pub struct BuildRequest {
     pub remote_cache: Option<remote::RemoteCache>,
     /// `--publish s3://...`: where the build's files are uploaded once they
     /// are in the output directory.
-    pub publish: Vec<crate::s3::publish::PublishTarget>,
+    pub publish_s3: Vec<crate::s3::publish::PublishTarget>,
+    /// `--netboot-url`: the HTTP folder a `--type netboot` set is served from.
+    pub netboot_url: Option<String>,
+    /// `--push`, `--publish registry=`: the registries the `--type oci`
+    /// image goes to after the output directory.
+    pub publish: Vec<crate::publish::PublishTarget>,
+    /// `--authfile`, `--tls-verify`: for registry targets that do not set their own.
+    pub push_authfile: Option<PathBuf>,
+    pub push_tls_verify: bool,
 }
 
 /// Compression threads: what `--jobs` asked for, else one per CPU; at least one.
@@ -161,74 +178,6 @@ impl Log {
     }
 }
 
-#[derive(Debug, Serialize)]
-pub struct StageReport {
-    pub stage: &'static str,
-    /// The cache key (`<cache>/<stage>/<key>/`); None for per-host artifacts.
-    pub key: Option<String>,
-    /// The host (artifact name) of a per-host stage.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
-    pub cached: bool,
-    pub seconds: f64,
-    pub detail: String,
-    /// What the stage starts from: "layer qcow2-host", "bootstrap base".
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
-    /// The profile whose part of the image the stage builds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub label: Option<String>,
-    /// What the squashfs or qcow2 writer found in the block cache.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub block_cache: Option<blockcache::Stats>,
-    /// With `--cache-remote`: downloaded from the store, or uploaded to it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub remote: Option<remote::RemoteReport>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Artifact {
-    #[serde(rename = "type")]
-    pub kind: ArtifactType,
-    pub path: PathBuf,
-    pub bytes: u64,
-    pub sha256: String,
-    pub md5: String,
-    /// `<artifact>.manifest.json` and `<artifact>.spdx.json` (see [`crate::manifest`]).
-    pub manifest: PathBuf,
-    pub sbom: PathBuf,
-}
-
-impl Artifact {
-    /// The same files, moved to `dir`.
-    fn move_to(&mut self, dir: &Path) {
-        for path in [&mut self.path, &mut self.manifest, &mut self.sbom] {
-            if let Some(name) = path.file_name() {
-                *path = dir.join(name);
-            }
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
-pub struct BuildReport {
-    pub profile: String,
-    pub cache_dir: PathBuf,
-    /// The host of a one-host build; with `--hosts`, see `hosts`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hostname: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kernel_cmdline: Option<String>,
-    pub stages: Vec<StageReport>,
-    /// Every host's artifacts, host by host.
-    pub artifacts: Vec<Artifact>,
-    pub hosts: Vec<HostReport>,
-    /// With `--publish`: every object uploaded, checksums last.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub published: Vec<crate::s3::publish::Published>,
-    pub seconds: f64,
-}
-
 /// A cached stage's output directory and whether it came from the cache.
 struct StageOutput {
     dir: PathBuf,
@@ -242,6 +191,8 @@ pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport>
     let mut stages = Vec::new();
     let targets = hosts::targets(req)?;
     check_disk_inputs(req)?;
+    netboot::check_inputs(req)?;
+    push::check_inputs(req)?;
     let playbooks = ansible::prepare(req)?;
     // Before the first stage: an output directory osforge cannot write fails
     // now. The staging folder itself comes only with the artifacts, so that
@@ -272,7 +223,8 @@ pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport>
         );
     }
     let files = staging.publish(&mut by_host)?;
-    let published = crate::s3::publish::publish_all(&req.publish, &files, &|l| log.info(l))?;
+    let pushed = push::push_all(req, &by_host, log)?;
+    let published = crate::s3::publish::publish_all(&req.publish_s3, &files, &|l| log.info(l))?;
     prune_block_cache(req, log)?;
     let hosts: Vec<HostReport> = targets
         .into_iter()
@@ -294,6 +246,7 @@ pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport>
         stages,
         artifacts: hosts.iter().flat_map(|h| h.artifacts.clone()).collect(),
         hosts,
+        pushed,
         published,
         seconds: started.elapsed().as_secs_f64(),
     })
@@ -490,16 +443,8 @@ fn make_disk(
     log.info(&format!("disk: wrote {detail} in {seconds:.1} s"));
     warn_block_cache(log, block_cache.as_ref());
     stages.push(StageReport {
-        stage: "disk",
-        key: None,
-        host: Some(target.name.clone()),
-        cached: false,
-        seconds,
-        detail,
-        from: None,
-        label: None,
         block_cache,
-        remote: None,
+        ..StageReport::artifact("disk", Some(&target.name), seconds, detail)
     });
     types
         .iter()
@@ -671,18 +616,12 @@ fn make_live_iso(
         req.profile.iso.volume_id
     );
     log.info(&format!("iso: wrote {detail} in {seconds:.1} s"));
-    stages.push(StageReport {
-        stage: "iso",
-        key: None,
-        host: Some(target.name.clone()),
-        cached: false,
+    stages.push(StageReport::artifact(
+        "iso",
+        Some(&target.name),
         seconds,
         detail,
-        from: None,
-        label: None,
-        block_cache: None,
-        remote: None,
-    });
+    ));
     describe_artifact(ArtifactType::Iso, out)
 }
 
@@ -781,7 +720,9 @@ fn write_manifests(
         // this artifact are listed.
         let stage_keys = stages
             .iter()
-            .filter(|s| a.kind == ArtifactType::Iso || s.stage != "squashfs")
+            .filter(|s| {
+                matches!(a.kind, ArtifactType::Iso | ArtifactType::Netboot) || s.stage != "squashfs"
+            })
             .filter_map(|s| {
                 s.key.as_ref().map(|key| StageRecord {
                     stage: s.stage.to_string(),
@@ -817,7 +758,7 @@ mod tests {
             "vmdk"
                 .parse::<ArtifactType>()
                 .unwrap_err()
-                .contains("expected iso, qcow2, raw or oci")
+                .contains("expected iso, qcow2, raw, oci or netboot")
         );
     }
 }

@@ -1,5 +1,6 @@
-//! `--type oci`: the configured root filesystem as a single-layer OCI image
-//! (an oci-archive), labelled with what it was built from. The same cache
+//! `--type oci`: the configured root filesystem as an OCI image (an
+//! oci-archive), labelled with what it was built from: one layer, or two
+//! with `oci.backup_paths` (those directories on top of the rest). The same cache
 //! entry gives the same digest: the layer's times are clamped to
 //! SOURCE_DATE_EPOCH, else to the time the configured rootfs was built.
 
@@ -33,6 +34,22 @@ pub(super) fn make_oci(
     let root = configured.dir.join("root");
     let out_path = dir.join(format!("{}.oci.tar", req.name));
     let tree = DirTree::scan(&root, true, &[]).context("scanning the configured rootfs")?;
+    let total_bytes = tree.total_bytes;
+    // oci.backup_paths: those directories in a layer of their own, on top.
+    let backup: Vec<Vec<u8>> = req
+        .profile
+        .oci
+        .backup_paths
+        .iter()
+        .map(|p| p.trim_start_matches('/').as_bytes().to_vec())
+        .collect();
+    let layers: Vec<DirTree> = if backup.is_empty() {
+        vec![tree]
+    } else {
+        let prefixes: Vec<&[u8]> = backup.iter().map(Vec::as_slice).collect();
+        let (rest, backup) = tree.split_off(&prefixes);
+        vec![rest, backup]
+    };
     let profile = crate::manifest::ProfileRecord::of(&req.profile)?;
     let mut labels = BTreeMap::new();
     labels.insert(
@@ -68,10 +85,10 @@ pub(super) fn make_oci(
         jobs: req.jobs,
         ..CreateOptions::default()
     };
-    let bar = Arc::new(Bar::bytes("oci", tree.total_bytes, log.progress));
+    let bar = Arc::new(Bar::bytes("oci", total_bytes, log.progress));
     let mut out = AtomicOutput::create(&out_path)?;
-    let summary = oci::create(
-        &tree,
+    let summary = oci::create_layers(
+        &layers.iter().collect::<Vec<_>>(),
         out.file(),
         &options,
         Arc::clone(&bar).as_ref() as &dyn Progress,
@@ -80,8 +97,18 @@ pub(super) fn make_oci(
     let summary = summary.with_context(|| format!("writing {}", out_path.display()))?;
     out.commit()?;
     let seconds = started.elapsed().as_secs_f64();
+    let backup_layer = summary
+        .extra_layers
+        .first()
+        .map_or(String::new(), |(_, bytes)| {
+            format!(
+                " + {} backup layer ({})",
+                crate::util::size::human_bytes(*bytes),
+                req.profile.oci.backup_paths.join(", ")
+            )
+        });
     let detail = format!(
-        "{} ({}, {} layer, {} {})",
+        "{} ({}, {} layer{backup_layer}, {} {})",
         out_path.display(),
         crate::util::size::human_bytes(summary.archive_bytes),
         crate::util::size::human_bytes(summary.layer_bytes),

@@ -155,6 +155,7 @@ pub(crate) fn freeze(
     let disk = doc.disk.map(|d| freeze_disk(d, fz)).transpose()?;
     let source = freeze_source(doc.source.as_ref(), fz)?;
     let ansible = super::ansible::freeze_ansible(doc.ansible, fz)?;
+    let oci = freeze_oci(&doc.oci, fz)?;
     Ok(Profile {
         name: fz.name.to_string(),
         path: fz.leaf.to_path_buf(),
@@ -177,6 +178,46 @@ pub(crate) fn freeze(
         iso,
         disk,
         epoch: doc.epoch,
+        oci,
+    })
+}
+
+/// `oci.backup_paths`: absolute directories without `.`, `..` or `//`,
+/// none the root, none inside another.
+fn freeze_oci(
+    doc: &super::schema::OciDoc,
+    fz: &Freezer<'_>,
+) -> Result<super::model::Oci, ProfileError> {
+    let mut paths: Vec<String> = Vec::new();
+    for (i, raw) in doc.backup_paths.iter().enumerate() {
+        let at = path(&format!("oci.backup_paths[{i}]"));
+        let trimmed = raw.trim_end_matches('/');
+        let parts: Vec<&str> = trimmed.split('/').skip(1).collect();
+        if !raw.starts_with('/')
+            || trimmed.is_empty()
+            || parts
+                .iter()
+                .any(|p| p.is_empty() || *p == "." || *p == "..")
+        {
+            return Err(fz.error(
+                &at,
+                format!("'{raw}' is not a directory of the image (expected an absolute path below /, like /etc)"),
+            ));
+        }
+        let inside = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
+        if let Some(other) = paths
+            .iter()
+            .find(|p| inside(trimmed, p) || inside(p, trimmed))
+        {
+            return Err(fz.error(
+                &at,
+                format!("'{raw}' overlaps '{other}': each path goes into the backup layer once"),
+            ));
+        }
+        paths.push(trimmed.to_string());
+    }
+    Ok(super::model::Oci {
+        backup_paths: paths,
     })
 }
 

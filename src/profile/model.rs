@@ -68,6 +68,24 @@ pub struct Profile {
     /// environment give none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub epoch: Option<u64>,
+    /// `--type oci`: the image's second layer (`oci.backup_paths`).
+    #[serde(skip_serializing_if = "Oci::is_empty")]
+    pub oci: Oci,
+}
+
+/// What `--type oci` writes beyond the root filesystem.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Oci {
+    /// Directories (absolute, normalised: `/etc`, `/var`) that go into a
+    /// layer of their own on top of the rest, as IBU's seed images carry
+    /// their `/etc` and `/var` backup: the flattened image is the same.
+    pub backup_paths: Vec<String>,
+}
+
+impl Oci {
+    pub fn is_empty(&self) -> bool {
+        self.backup_paths.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -711,6 +711,12 @@ pub(crate) struct DiskDoc {
     pub secure_boot: Option<bool>,
 }
 
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct OciDoc {
+    pub backup_paths: Vec<String>,
+}
+
 /// One profile file, or several merged: every key optional.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -743,4 +749,5 @@ pub(crate) struct ProfileDoc {
     /// SOURCE_DATE_EPOCH for reproducible builds, unless the environment or
     /// `--source-date-epoch` gives one.
     pub epoch: Option<u64>,
+    pub oci: OciDoc,
 }

@@ -63,6 +63,22 @@ pub fn upload_order(files: &[PathBuf]) -> Vec<PathBuf> {
     ordered
 }
 
+/// A file's object name under the prefix: its file name, or for a file in
+/// a folder of the set (a netboot seed, `HOST.seed/user-data`) the folder's
+/// name and its own, so that each host's seed keeps its own URL.
+fn object_name(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match path.parent().and_then(Path::file_name) {
+        Some(folder) if folder.to_string_lossy().ends_with(".seed") => {
+            format!("{}/{name}", folder.to_string_lossy())
+        }
+        _ => name,
+    }
+}
+
 fn is_checksum(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "sha256")
 }
@@ -77,10 +93,7 @@ pub fn publish_files(
 ) -> Result<Vec<Published>, S3Error> {
     let mut published = Vec::new();
     for path in upload_order(files) {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = object_name(&path);
         let key = to.key(&name);
         let url = to.url_of(&name);
         let started = Instant::now();

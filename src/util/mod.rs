@@ -1,5 +1,6 @@
 //! Small pieces shared by the commands and the pipeline.
 
+pub mod base64;
 pub mod cleanup;
 pub mod duration;
 pub mod output;

@@ -27,7 +27,7 @@ use std::path::PathBuf;
 
 pub use accel::{Accel, AccelChoice, AccelRequest};
 pub use image::ImageFormat;
-pub use qemu::{Firmware, Media, VmConfig};
+pub use qemu::{DirectKernel, Firmware, Media, VmConfig};
 pub use run::{Ending, Outcome, Watch};
 
 /// The QEMU binary for x86-64 guests.

@@ -131,6 +131,18 @@ pub struct VmConfig {
     /// The variables template to copy instead of the firmware's own: one
     /// with a site's Secure Boot keys enrolled.
     pub ovmf_vars: Option<PathBuf>,
+    /// Boot this kernel and initrd directly (QEMU's `-kernel`), as a network
+    /// boot loader would, instead of the image: no boot medium or extra CD
+    /// is attached.
+    pub direct_kernel: Option<DirectKernel>,
+}
+
+/// A kernel, its initrd and its command line, loaded by QEMU itself.
+#[derive(Debug, Clone)]
+pub struct DirectKernel {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub append: String,
 }
 
 impl VmConfig {
@@ -146,6 +158,7 @@ impl VmConfig {
             accel: Accel::Tcg,
             work_dir: work_dir.to_path_buf(),
             ovmf_vars: None,
+            direct_kernel: None,
         }
     }
 
@@ -191,6 +204,17 @@ pub fn command(config: &VmConfig, ovmf_vars: Option<&Path>) -> Vec<OsString> {
     }
     let image = drive_path(&config.image);
     let format = config.format.qemu_format();
+    if let Some(direct) = &config.direct_kernel {
+        args.extend([
+            OsString::from("-kernel"),
+            direct.kernel.clone().into_os_string(),
+            OsString::from("-initrd"),
+            direct.initrd.clone().into_os_string(),
+            OsString::from("-append"),
+            OsString::from(&direct.append),
+        ]);
+        return args;
+    }
     match config.media {
         Media::Cd => push(&[
             "-drive",
@@ -316,6 +340,27 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("-boot d"), "{text}");
+    }
+
+    #[test]
+    fn a_direct_kernel_boot_passes_kernel_initrd_and_command_line_and_no_medium() {
+        let mut c = VmConfig::new(Path::new("/i/unused"), ImageFormat::Raw, Path::new("/w"));
+        c.direct_kernel = Some(DirectKernel {
+            kernel: PathBuf::from("/n/base.vmlinuz"),
+            initrd: PathBuf::from("/n/base.initrd.img"),
+            append: "boot=live fetch=http://10.0.2.2/x.squashfs".into(),
+        });
+        let args = command(&c, None);
+        let text = line(&c, None);
+        assert!(
+            text.contains("-kernel /n/base.vmlinuz -initrd /n/base.initrd.img -append boot=live"),
+            "{text}"
+        );
+        // One argument, spaces and all.
+        assert!(args.contains(&OsString::from(
+            "boot=live fetch=http://10.0.2.2/x.squashfs"
+        )));
+        assert!(!text.contains("/i/unused"), "{text}");
     }
 
     #[test]

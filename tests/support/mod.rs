@@ -113,6 +113,39 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// A loopback port free right now, for a server started later.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The stage cache the build tests share (build_iso's), so that base's
+/// bootstrap runs once for all of them.
+pub fn shared_cache_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("osforge-cache")
+}
+
+/// `osforge --json build --type KIND --profile PROFILE --var ...` from the
+/// repository, on the shared cache; the report, parsed.
+pub fn build_report(profile: &Path, kind: &str, out: &Path, vars: &[String]) -> serde_json::Value {
+    let mut cmd = osforge();
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["--json", "build", "--type", kind, "--profile"])
+        .arg(profile)
+        .arg("--output")
+        .arg(out)
+        .arg("--cache-dir")
+        .arg(shared_cache_dir());
+    for v in vars {
+        cmd.arg("--var").arg(v);
+    }
+    let output = run_ok(&mut cmd);
+    serde_json::from_slice(&output.stdout).expect("--json report")
+}
+
 /// A Debian root made by mmdebstrap in unshare mode (so the tarball records
 /// the real owners) and unpacked beside it: `<target tmp>/<name>/{rootfs.tar,root}`.
 /// Rebuilt on every call; callers keep it in a OnceLock.

@@ -51,13 +51,25 @@ impl<'a> Boot<'a> {
 /// log, or an error with its tail. The log is kept as `<work>/<name>.serial.log`
 /// and the OVMF variables are copied into `work` for this boot.
 pub fn boot_until(b: &Boot, work: &Path, done: impl Fn(&str) -> bool) -> Result<String, String> {
-    let name = b.name();
     let mut config = VmConfig::new(b.image, b.format, work);
     config.firmware = b.firmware;
     config.media = b.media;
     config.memory_mib = b.memory_mib;
     config.extra_cdroms = b.extra_cdroms.clone();
     config.ovmf_vars = b.ovmf_vars.clone();
+    run_until(&config, &b.name(), work, b.timeout, done)
+}
+
+/// Runs `config` under TCG until `done` accepts the serial log so far, or
+/// `timeout`; the log is kept as `<work>/<name>.serial.log`.
+pub fn run_until(
+    config: &VmConfig,
+    name: &str,
+    work: &Path,
+    timeout: Duration,
+    done: impl Fn(&str) -> bool,
+) -> Result<String, String> {
+    let mut config = config.clone();
     config.accel = Accel::Tcg;
     let mut until = |text: &str| done(text);
     let outcome = run(
@@ -65,7 +77,7 @@ pub fn boot_until(b: &Boot, work: &Path, done: impl Fn(&str) -> bool) -> Result<
         Watch {
             echo: None,
             log: Some(work.join(format!("{name}.serial.log"))),
-            timeout: Some(b.timeout),
+            timeout: Some(timeout),
             until: Some(&mut until),
         },
     )

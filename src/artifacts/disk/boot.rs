@@ -38,6 +38,10 @@ pub struct KernelPaths {
     /// /boot partition).
     pub grub_kernel: String,
     pub grub_initrd: String,
+    /// Files to copy into /boot (image path, file in the rootfs): a bootc
+    /// image's kernel and initrd, kept under /usr/lib/modules, which GRUB
+    /// cannot read when /boot is a filesystem of its own.
+    pub copies: Vec<(String, PathBuf)>,
 }
 
 /// Finds the kernel and initrd the image boots and says where GRUB sees them.
@@ -49,23 +53,61 @@ pub fn kernel_paths(rootfs: &Path, plan: &DiskPlan) -> anyhow::Result<KernelPath
             .with_context(|| format!("{} is outside the rootfs", host.display()))?;
         Ok(format!("/{}", rel.to_string_lossy()))
     };
-    let (image_kernel, image_initrd) = (image_path(&kernel)?, image_path(&initrd)?);
+    let (mut image_kernel, mut image_initrd) = (image_path(&kernel)?, image_path(&initrd)?);
     let boot_number = plan.owner_of(GRUB_DIR).0.number;
+    let on_boot_fs = |image: &str| plan.owner_of(image).0.number == boot_number;
+    let mut copies = Vec::new();
+    // bootc's layout: /usr/lib/modules/VERSION/vmlinuz. With /boot on a
+    // filesystem of its own, the pair is copied there under Debian's
+    // names, as bootc's installer puts it in /boot.
+    if let Some(version) = bootc_version(&image_kernel)
+        && !(on_boot_fs(&image_kernel) && on_boot_fs(&image_initrd))
+    {
+        let (k, i) = (
+            format!("/boot/vmlinuz-{version}"),
+            format!("/boot/initrd.img-{version}"),
+        );
+        copies = vec![(k.clone(), kernel.clone()), (i.clone(), initrd.clone())];
+        (image_kernel, image_initrd) = (k, i);
+    }
     let grub_path = |image: &str| -> anyhow::Result<String> {
-        let (owner, rel) = plan.owner_of(image);
-        if owner.number != boot_number {
+        if !on_boot_fs(image) {
             anyhow::bail!(
                 "{image} is not on the filesystem that holds {GRUB_DIR}; GRUB could not load it"
             );
         }
-        Ok(format!("/{rel}"))
+        Ok(format!("/{}", plan.owner_of(image).1))
     };
     Ok(KernelPaths {
         grub_kernel: grub_path(&image_kernel)?,
         grub_initrd: grub_path(&image_initrd)?,
         image_kernel,
         image_initrd,
+        copies,
     })
+}
+
+/// VERSION of `/usr/lib/modules/VERSION/vmlinuz`.
+fn bootc_version(image_kernel: &str) -> Option<&str> {
+    image_kernel
+        .strip_prefix("/usr/lib/modules/")?
+        .strip_suffix("/vmlinuz")
+        .filter(|v| !v.is_empty() && !v.contains('/'))
+}
+
+/// The ext4 space the kernel copies take on /boot's filesystem.
+pub fn copies_usage(kernel: &KernelPaths) -> anyhow::Result<Usage> {
+    let mut usage = Usage::default();
+    for (_, file) in &kernel.copies {
+        let len = std::fs::metadata(file)
+            .with_context(|| format!("reading {}", file.display()))?
+            .len();
+        usage.add(Usage {
+            data_bytes: len.next_multiple_of(ext4::BLOCK_BYTES),
+            inodes: 1,
+        });
+    }
+    Ok(usage)
 }
 
 /// What grub.cfg is rendered from.
@@ -316,6 +358,38 @@ pub fn grub_lib_dir(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bootc_kernel_is_copied_to_a_separate_boot_filesystem() {
+        let plan = DiskPlan::new(
+            &crate::profile::disk_layouts::airship(),
+            &super::super::Ids::Derived("t".into()),
+        )
+        .unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let modules = root.path().join("usr/lib/modules/6.1.0-9-amd64");
+        std::fs::create_dir_all(&modules).unwrap();
+        std::fs::write(modules.join("vmlinuz"), "kernel").unwrap();
+        std::fs::write(modules.join("initramfs.img"), "initrd").unwrap();
+        let paths = kernel_paths(root.path(), &plan).unwrap();
+        // Airship's layout has /boot on a partition of its own.
+        assert_eq!(paths.grub_kernel, "/vmlinuz-6.1.0-9-amd64");
+        assert_eq!(paths.grub_initrd, "/initrd.img-6.1.0-9-amd64");
+        assert_eq!(
+            paths.copies,
+            [
+                (
+                    "/boot/vmlinuz-6.1.0-9-amd64".to_string(),
+                    modules.join("vmlinuz")
+                ),
+                (
+                    "/boot/initrd.img-6.1.0-9-amd64".to_string(),
+                    modules.join("initramfs.img")
+                ),
+            ]
+        );
+        assert_eq!(copies_usage(&paths).unwrap().inodes, 2);
+    }
 
     #[test]
     fn default_grub_quotes_the_command_line_for_the_shell() {

@@ -211,6 +211,10 @@ pub fn write(
             &images,
             grub_cfg.len() as u64,
         )?);
+    usage
+        .entry(boot_fs.0.number)
+        .or_default()
+        .add(boot::copies_usage(&kernel)?);
     usage.entry(plan.root().number).or_default().add(Usage {
         data_bytes: 2 * ext4::BLOCK_BYTES,
         inodes: 2,
@@ -252,6 +256,10 @@ pub fn write(
         0o644,
     )?;
     boot::install_grub_files(&trees, &plan, &lib_dir, &images)?;
+    for (image_path, file) in &kernel.copies {
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        trees.put_file(&plan, image_path, &bytes, 0o644)?;
+    }
     steps.done("split");
 
     let parts = make_filesystems(img, &plan, &trees, scratch.path(), &esp_files)?;

@@ -106,6 +106,8 @@ pub struct Summary {
     /// The compressed layer.
     pub layer_bytes: u64,
     pub layer_tar_bytes: u64,
+    /// Layers after the first (`create_layers`): digest and compressed size.
+    pub extra_layers: Vec<(Digest, u64)>,
     pub archive_bytes: u64,
     /// Members of the layer.
     pub entries: u64,
@@ -210,10 +212,22 @@ fn stream_layer<W: Write>(
 /// On an error `out` holds a partial archive: write to a temporary file.
 pub fn create<W: Write + Seek>(
     tree: &DirTree,
+    out: W,
+    opts: &CreateOptions,
+    progress: &dyn Progress,
+) -> Result<Summary, Error> {
+    create_layers(&[tree], out, opts, progress)
+}
+
+/// [`create`] with one layer per tree, bottom first; the summary's layer
+/// fields describe the first, `extra_layers` the others.
+pub fn create_layers<W: Write + Seek>(
+    trees: &[&DirTree],
     mut out: W,
     opts: &CreateOptions,
     progress: &dyn Progress,
 ) -> Result<Summary, Error> {
+    assert!(!trees.is_empty(), "an image has at least one layer");
     opts.validate()?;
     let created_unix = opts.mtime.unwrap_or_else(|| {
         SystemTime::now()
@@ -232,12 +246,18 @@ pub fn create<W: Write + Seek>(
     append_small(&mut tar, BLOBS_DIR, None, created_unix)?;
     append_small(&mut tar, BLOBS_SHA256_DIR, None, created_unix)?;
 
-    let layer_header_at = tar.position();
-    tar.write_raw(&[0u8; BLOCK_BYTES as usize])
-        .map_err(Error::Writing)?;
-    let layer = stream_layer(tree, tar.get_mut(), opts, progress)?;
-    tar.advance(layer.bytes);
-    tar.pad().map_err(Error::Writing)?;
+    // Each layer's tar header is written once its size is known, over a
+    // placeholder: the blob streams straight into the archive.
+    let mut layers = Vec::new();
+    for tree in trees {
+        let header_at = tar.position();
+        tar.write_raw(&[0u8; BLOCK_BYTES as usize])
+            .map_err(Error::Writing)?;
+        let layer = stream_layer(tree, tar.get_mut(), opts, progress)?;
+        tar.advance(layer.bytes);
+        tar.pad().map_err(Error::Writing)?;
+        layers.push((header_at, layer));
+    }
 
     let config = ImageConfig {
         created: Some(created.clone()),
@@ -248,12 +268,15 @@ pub fn create<W: Write + Seek>(
         }),
         rootfs: RootFs {
             kind: "layers".into(),
-            diff_ids: vec![layer.diff_id.to_string()],
+            diff_ids: layers.iter().map(|(_, l)| l.diff_id.to_string()).collect(),
         },
-        history: vec![History {
-            created: Some(created.clone()),
-            created_by: Some(CREATED_BY.into()),
-        }],
+        history: layers
+            .iter()
+            .map(|_| History {
+                created: Some(created.clone()),
+                created_by: Some(CREATED_BY.into()),
+            })
+            .collect(),
     };
     let (config_desc, config_digest) =
         append_json_blob(&mut tar, spec::MEDIA_TYPE_CONFIG, &config, created_unix)?;
@@ -263,13 +286,16 @@ pub fn create<W: Write + Seek>(
         schema_version: 2,
         media_type: Some(spec::MEDIA_TYPE_MANIFEST.into()),
         config: config_desc,
-        layers: vec![Descriptor {
-            media_type: spec::MEDIA_TYPE_LAYER_GZIP.into(),
-            digest: layer.digest.to_string(),
-            size: layer.bytes,
-            annotations: BTreeMap::new(),
-            platform: None,
-        }],
+        layers: layers
+            .iter()
+            .map(|(_, layer)| Descriptor {
+                media_type: spec::MEDIA_TYPE_LAYER_GZIP.into(),
+                digest: layer.digest.to_string(),
+                size: layer.bytes,
+                annotations: BTreeMap::new(),
+                platform: None,
+            })
+            .collect(),
         annotations,
     };
     let (mut manifest_desc, manifest_digest) =
@@ -293,20 +319,26 @@ pub fn create<W: Write + Seek>(
         .into_inner()
         .map_err(|e| Error::Writing(e.into_error()))?;
 
-    // Now the layer's header, over its placeholder.
-    let layer_path = blob_path(&layer.digest);
-    let member = archive_member(&layer_path, EntryType::Regular, 0o644, 0, created_unix);
-    let (mut header, pax) = header_for(&member);
-    debug_assert!(pax.is_empty(), "a blob's name fits a ustar header");
-    // Past 8 GiB this is GNU's base-256 size, which Go and GNU tar read; a
-    // pax size would not fit the one block reserved.
-    header.set_size(layer.bytes);
-    header.set_cksum();
-    out.seek(SeekFrom::Start(start + layer_header_at))
-        .and_then(|_| out.write_all(header.as_bytes()))
-        .and_then(|_| out.seek(SeekFrom::Start(start + archive_bytes)))
+    // Now the layers' headers, over their placeholders.
+    for (header_at, layer) in &layers {
+        let layer_path = blob_path(&layer.digest);
+        let member = archive_member(&layer_path, EntryType::Regular, 0o644, 0, created_unix);
+        let (mut header, pax) = header_for(&member);
+        debug_assert!(pax.is_empty(), "a blob's name fits a ustar header");
+        // Past 8 GiB this is GNU's base-256 size, which Go and GNU tar read; a
+        // pax size would not fit the one block reserved.
+        header.set_size(layer.bytes);
+        header.set_cksum();
+        out.seek(SeekFrom::Start(start + header_at))
+            .and_then(|_| out.write_all(header.as_bytes()))
+            .map_err(Error::Writing)?;
+    }
+    out.seek(SeekFrom::Start(start + archive_bytes))
         .and_then(|_| out.flush())
         .map_err(Error::Writing)?;
+    let mut layers = layers.into_iter().map(|(_, l)| l);
+    let layer = layers.next().expect("at least one layer");
+    let extra_layers = layers.map(|l| (l.digest, l.bytes)).collect();
 
     Ok(Summary {
         manifest_digest,
@@ -315,6 +347,7 @@ pub fn create<W: Write + Seek>(
         layer_diff_id: layer.diff_id,
         layer_bytes: layer.bytes,
         layer_tar_bytes: layer.tar_bytes,
+        extra_layers,
         archive_bytes,
         entries: layer.stats.entries,
         bytes_in: layer.stats.bytes_in,

@@ -39,7 +39,7 @@ mod tar_out;
 use std::io;
 use std::path::PathBuf;
 
-pub use archive::{CreateOptions, Summary, create};
+pub use archive::{CreateOptions, Summary, create, create_layers};
 pub use digest::Digest;
 pub use flatten::{FlattenSummary, flatten};
 pub use layout::ImageRef;
