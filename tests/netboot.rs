@@ -5,8 +5,8 @@
 //! the host prints the marker. The set's squashfs is the ISO's squashfs
 //! stage, byte for byte.
 //!
-//! The boot helpers take the set's base URL, so the same boot can be pointed
-//! at another HTTP server (an S3 bucket's web endpoint) that holds the set.
+//! The same set, published with `--publish s3://` to a Garage bucket served
+//! by Garage's web endpoint, boots from the bucket alone: squashfs and seed.
 
 mod support;
 
@@ -16,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use support::garage::{GUEST_BUCKET, Garage};
 use support::qemu::{has_complete_line, marker_field};
 use support::*;
 
@@ -71,22 +72,26 @@ impl Drop for HttpServer {
     }
 }
 
-/// base's netboot set for `HOST`, written to `out` for `base_url`.
-fn build_set(out: &Path, base_url: &str) -> serde_json::Value {
+/// base's netboot set for `HOST`, written to `out` for `base_url`; with
+/// `garage`, also published to its bucket under `netboot/`.
+fn build_set(out: &Path, base_url: &str, garage: Option<&Garage>) -> serde_json::Value {
     let runcmd = format!(
         r#"runcmd=["echo {MARKER} hostname=$(hostname) cmdline=$(tr ' ' , < /proc/cmdline) > /dev/ttyS0"]"#
     );
-    let output = run_ok(
-        osforge()
-            .current_dir(repo())
-            .args(["--json", "build", "--profile", "base", "--type", "netboot"])
-            .args(["--name", HOST, "--netboot-url", base_url, "--output"])
-            .arg(out)
-            .arg("--cache-dir")
-            .arg(shared_cache_dir())
-            .args(["--var", &format!("hostname={HOST}"), "--var", &runcmd])
-            .args(["--cmdline-append", CMDLINE_EXTRA]),
-    );
+    let mut cmd = osforge();
+    cmd.current_dir(repo())
+        .args(["--json", "build", "--profile", "base", "--type", "netboot"])
+        .args(["--name", HOST, "--netboot-url", base_url, "--output"])
+        .arg(out)
+        .arg("--cache-dir")
+        .arg(shared_cache_dir())
+        .args(["--var", &format!("hostname={HOST}"), "--var", &runcmd])
+        .args(["--cmdline-append", CMDLINE_EXTRA]);
+    if let Some(garage) = garage {
+        garage.s3_flags(&mut cmd);
+        cmd.args(["--publish", &format!("s3://{}/netboot", garage.bucket)]);
+    }
+    let output = run_ok(&mut cmd);
     serde_json::from_slice(&output.stdout).expect("build --json prints a report")
 }
 
@@ -175,7 +180,7 @@ fn built() -> &'static Built {
         let set = out.path().join("set");
         fs::create_dir(&set).unwrap();
         let port = free_port();
-        let report = build_set(&set, &guest_url(port));
+        let report = build_set(&set, &guest_url(port), None);
         Built {
             set,
             report,
@@ -405,4 +410,71 @@ fn a_hosts_file_gives_one_shared_kernel_and_squashfs_and_each_host_its_script_an
     let dhcp_host = network_config_of(&out.join("node-2.ipxe"));
     assert!(dhcp_host.contains("dhcp4: true"), "{dhcp_host}");
     assert_eq!(leftover_temporaries(&out), Vec::<String>::new());
+}
+
+/// The set published to a Garage bucket boots from it: live-boot fetches the
+/// squashfs and cloud-init the seed from Garage's web endpoint (public read),
+/// with no other server running.
+#[test]
+fn the_netboot_set_published_to_garage_boots_from_the_bucket() {
+    require_root();
+    let garage = Garage::single(GUEST_BUCKET);
+    let web_port = garage.serve_website();
+    let base = format!("http://10.0.2.2:{web_port}/netboot/");
+    let out = temp_dir("netboot-s3-");
+    let report = build_set(out.path(), &base, Some(&garage));
+    let published = report["published"].as_array().cloned().unwrap_or_default();
+    for name in [
+        format!("{HOST}.squashfs"),
+        format!("{HOST}.ipxe"),
+        format!("{HOST}.seed/user-data"),
+    ] {
+        assert!(
+            published
+                .iter()
+                .any(|p| p["url"].as_str().is_some_and(|u| u.ends_with(&name))),
+            "{name} not published: {report}"
+        );
+    }
+    // What the guest will ask for, asked of the web endpoint as the guest asks.
+    let served = out.path().join("served.squashfs");
+    run_ok(
+        Command::new("curl")
+            .args(["-sSf", "-H", "Host: 10.0.2.2", "-o"])
+            .arg(&served)
+            .arg(format!(
+                "http://127.0.0.1:{web_port}/netboot/{HOST}.squashfs"
+            )),
+    );
+    assert_eq!(
+        digest(&served),
+        digest(&out.path().join(format!("{HOST}.squashfs"))),
+        "the bucket serves another squashfs"
+    );
+    fs::remove_file(&served).unwrap();
+
+    let work = temp_dir("netboot-s3-boot-");
+    let started = Instant::now();
+    let log = boot_set(
+        &out.path().join(format!("{HOST}.ipxe")),
+        out.path(),
+        &base,
+        work.path(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "netboot from Garage: marker after {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        marker_field(&log, MARKER, "hostname").as_deref(),
+        Some(HOST)
+    );
+    let cmdline = marker_field(&log, MARKER, "cmdline").unwrap_or_default();
+    assert!(
+        cmdline
+            .split(',')
+            .any(|p| p == format!("fetch={base}{HOST}.squashfs")),
+        "{cmdline}"
+    );
 }

@@ -12,6 +12,14 @@ use std::time::{Duration, Instant};
 /// Garage's own default region; osforge is told with --s3-region.
 pub const REGION: &str = "garage";
 
+/// The web endpoint's root domain. It takes the bucket from the Host
+/// header (`BUCKET.ROOT`); a QEMU guest reaches the host as 10.0.2.2 and
+/// sends that, so with this root a bucket named [`GUEST_BUCKET`] is what the
+/// guest's `http://10.0.2.2:PORT/...` reads (no DNS needed in the guest).
+const WEB_ROOT_DOMAIN: &str = ".2.2";
+/// The bucket a QEMU guest reads through the web endpoint; see [`WEB_ROOT_DOMAIN`].
+pub const GUEST_BUCKET: &str = "10.0";
+
 pub struct Garage {
     nodes: Vec<Node>,
     pub key_id: String,
@@ -25,6 +33,7 @@ struct Node {
     config: PathBuf,
     s3_port: u16,
     rpc_port: u16,
+    web_port: u16,
     dir: PathBuf,
 }
 
@@ -106,7 +115,7 @@ impl Garage {
                      root_domain = \".s3.garage.localhost\"\n\
                      [s3_web]\n\
                      bind_addr = \"127.0.0.1:{web_port}\"\n\
-                     root_domain = \".web.garage.localhost\"\n\
+                     root_domain = \"{WEB_ROOT_DOMAIN}\"\n\
                      [admin]\n\
                      api_bind_addr = \"127.0.0.1:{admin_port}\"\n",
                     d = node_dir.display()
@@ -127,6 +136,7 @@ impl Garage {
                 config,
                 s3_port,
                 rpc_port,
+                web_port,
                 dir: node_dir,
             });
         }
@@ -236,6 +246,13 @@ impl Garage {
                 .unwrap_or_else(|| panic!("no '{label}' in garage key create's output:\n{said}"))
         };
         (field("Key ID:"), field("Secret key:"))
+    }
+
+    /// Serves the bucket read-only over plain HTTP (Garage's website
+    /// endpoint, no credentials); returns node 0's web port.
+    pub fn serve_website(&self) -> u16 {
+        self.cli_ok(&["bucket", "website", "--allow", &self.bucket]);
+        self.nodes[0].web_port
     }
 
     /// The S3 API of node `n`.
