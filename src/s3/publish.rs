@@ -166,4 +166,14 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn a_netboot_seed_keeps_its_folder_in_the_object_name() {
+        assert_eq!(object_name(Path::new("out/a.iso")), "a.iso");
+        assert_eq!(
+            object_name(Path::new("out/node-1.seed/user-data")),
+            "node-1.seed/user-data"
+        );
+        assert_eq!(object_name(Path::new("a.iso")), "a.iso");
+    }
 }
