@@ -709,8 +709,12 @@ fn when_one_host_s_iso_cannot_be_written_the_build_fails_and_no_host_s_files_app
         .unwrap();
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert_eq!(result.status.code(), Some(1), "{stderr}");
+    // The output folder, what is free, what the ISO needs; then the writer's error.
     assert!(
-        stderr.starts_with("osforge: error: host does-not-fit: writing ")
+        stderr.starts_with(&format!(
+            "osforge: error: host does-not-fit: no space left on device for the images in {}",
+            out.display()
+        )) && stderr.contains(" free, the live ISO needs more than its squashfs's ")
             && stderr.contains("No space left on device"),
         "{stderr}"
     );

@@ -143,8 +143,12 @@ pub(super) fn make_artifacts(
             Job::Iso(i) => shared_squashfs().and_then(|sqfs| {
                 let iso = make_live_iso(req, &targets[i], dir, configured, &sqfs, log, &mut own)
                     .map_err(|e| {
-                        // The squashfs is most of a live ISO.
-                        let needed = std::fs::metadata(&sqfs).ok().map(|m| m.len());
+                        let needed = std::fs::metadata(&sqfs).ok().map(|m| {
+                            format!(
+                                "the live ISO needs more than its squashfs's {}",
+                                crate::util::size::human_bytes(m.len())
+                            )
+                        });
                         output_full(e, dir, needed)
                     });
                 of_host(i, iso.map(|a| vec![a]))

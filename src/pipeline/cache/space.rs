@@ -58,16 +58,15 @@ pub(super) fn disk_full_message(
 }
 
 /// An artifact that filled the output folder's disk: the error says so with
-/// the folder, what is free and about what the artifact needs (`needed`,
-/// when the caller can tell), instead of a writer's bare ENOSPC.
-pub(crate) fn output_full(err: anyhow::Error, dir: &Path, needed: Option<u64>) -> anyhow::Error {
+/// the folder, what is free and what the artifact needs at least (`needed`:
+/// what the caller knows, e.g. "the live ISO needs more than its
+/// squashfs's 187.5 MiB"), instead of a writer's bare ENOSPC.
+pub(crate) fn output_full(err: anyhow::Error, dir: &Path, needed: Option<String>) -> anyhow::Error {
     if !is_disk_full(&err) {
         return err;
     }
     let free = free_bytes(dir).map_or("unknown".into(), human_bytes);
-    let needed = needed.map_or(String::new(), |n| {
-        format!(", the image needs about {}", human_bytes(n))
-    });
+    let needed = needed.map_or(String::new(), |n| format!(", {n}"));
     err.context(format!(
         "no space left on device for the images in {}: {free} free{needed}; free some space or use --output on a larger filesystem",
         dir.display()
