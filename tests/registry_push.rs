@@ -201,7 +201,10 @@ fn bad_references_unreachable_registries_and_tls_fail_with_one_line_and_no_crede
             vec!["--publish", "registry=127.0.0.1:5000/a,tls-verify=maybe"],
             "tls-verify=maybe",
         ),
-        (vec!["--publish", "ftp://x/y"], "expected registry=REF"),
+        (
+            vec!["--publish", "ftp://x/y"],
+            "expected s3://BUCKET/PREFIX or registry=REF",
+        ),
         (
             vec![
                 "--push",
