@@ -84,7 +84,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             eprintln!("osforge: {}", crate::util::redact::hide(line));
         }
     };
-    let published = s3::publish::publish_files(&store, &args.to, &args.files, &log)
+    let published = s3::publish::publish_files(&store, &args.to, None, &args.files, &log)
         .with_context(|| format!("publishing to {}", args.to))?;
     if global.json {
         println!("{}", serde_json::json!({ "published": published }));

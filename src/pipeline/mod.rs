@@ -224,7 +224,10 @@ pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport>
     }
     let files = staging.publish(&mut by_host)?;
     let pushed = push::push_all(req, &by_host, log)?;
-    let published = crate::s3::publish::publish_all(&req.publish_s3, &files, &|l| log.info(l))?;
+    let published =
+        crate::s3::publish::publish_all(&req.publish_s3, &req.output_dir, &files, &|l| {
+            log.info(l)
+        })?;
     prune_block_cache(req, log)?;
     let hosts: Vec<HostReport> = targets
         .into_iter()

@@ -31,17 +31,18 @@ pub struct PublishTarget {
 /// destination, checksums last.
 pub fn publish_all(
     targets: &[PublishTarget],
+    base: &Path,
     files: &[PathBuf],
     log: &dyn Fn(&str),
 ) -> Result<Vec<Published>, PublishError> {
     let mut published = Vec::new();
     for target in targets {
-        let uploaded = publish_files(&target.store, &target.url, files, log).map_err(|source| {
-            PublishError {
+        let uploaded = publish_files(&target.store, &target.url, Some(base), files, log).map_err(
+            |source| PublishError {
                 to: target.url.to_string(),
                 source,
-            }
-        })?;
+            },
+        )?;
         published.extend(uploaded);
     }
     Ok(published)
@@ -63,19 +64,16 @@ pub fn upload_order(files: &[PathBuf]) -> Vec<PathBuf> {
     ordered
 }
 
-/// A file's object name under the prefix: its file name, or for a file in
-/// a folder of the set (a netboot seed, `HOST.seed/user-data`) the folder's
-/// name and its own, so that each host's seed keeps its own URL.
-fn object_name(path: &Path) -> String {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    match path.parent().and_then(Path::file_name) {
-        Some(folder) if folder.to_string_lossy().ends_with(".seed") => {
-            format!("{}/{name}", folder.to_string_lossy())
-        }
-        _ => name,
+/// A file's object name under the prefix: its path below `base` (the build's
+/// output directory, so a netboot seed's `HOST.seed/user-data` keeps its
+/// folder and each host's seed its own URL), else its file name.
+fn object_name(path: &Path, base: Option<&Path>) -> String {
+    match base.and_then(|b| path.strip_prefix(b).ok()) {
+        Some(relative) => relative.to_string_lossy().into_owned(),
+        None => path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
     }
 }
 
@@ -88,12 +86,13 @@ fn is_checksum(path: &Path) -> bool {
 pub fn publish_files(
     store: &Store,
     to: &S3Url,
+    base: Option<&Path>,
     files: &[PathBuf],
     log: &dyn Fn(&str),
 ) -> Result<Vec<Published>, S3Error> {
     let mut published = Vec::new();
     for path in upload_order(files) {
-        let name = object_name(&path);
+        let name = object_name(&path, base);
         let key = to.key(&name);
         let url = to.url_of(&name);
         let started = Instant::now();
@@ -169,11 +168,13 @@ mod tests {
 
     #[test]
     fn a_netboot_seed_keeps_its_folder_in_the_object_name() {
-        assert_eq!(object_name(Path::new("out/a.iso")), "a.iso");
+        let out = Some(Path::new("out"));
+        assert_eq!(object_name(Path::new("out/a.iso"), out), "a.iso");
         assert_eq!(
-            object_name(Path::new("out/node-1.seed/user-data")),
+            object_name(Path::new("out/node-1.seed/user-data"), out),
             "node-1.seed/user-data"
         );
-        assert_eq!(object_name(Path::new("a.iso")), "a.iso");
+        assert_eq!(object_name(Path::new("elsewhere/a.iso"), out), "a.iso");
+        assert_eq!(object_name(Path::new("dir/a.iso"), None), "a.iso");
     }
 }
