@@ -52,11 +52,12 @@ impl HttpServer {
             .stderr(fs::File::create(&log).unwrap())
             .spawn()
             .expect("cannot start python3 -m http.server");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "http.server did not listen");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_listening(
+            std::net::Ipv4Addr::LOCALHOST,
+            port,
+            "python3 -m http.server",
+            || fs::read_to_string(&log).unwrap_or_default(),
+        );
         HttpServer { child, log }
     }
 

@@ -13,13 +13,11 @@ mod support;
 
 use std::fs;
 use std::io::Read;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
-use std::time::{Duration, Instant};
 
 use support::registry::Registry;
-use support::{free_port, osforge, require_root, run_ok, temp_dir};
+use support::{free_port, osforge, require_root, run_ok, temp_dir, wait_listening};
 
 const USER: &str = "osforge";
 /// Unlikely to occur in any file by chance.
@@ -60,14 +58,9 @@ impl Proxy {
             .stderr(fs::File::create(dir.path().join("stderr")).unwrap())
             .spawn()
             .expect("cannot start tinyproxy");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "tinyproxy did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_listening(std::net::Ipv4Addr::LOCALHOST, port, "tinyproxy", || {
+            fs::read_to_string(dir.path().join("stderr")).unwrap_or_default()
+        });
         Proxy {
             child,
             port,

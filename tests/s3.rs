@@ -210,7 +210,7 @@ fn a_published_set_lists_downloads_and_matches_its_checksums_and_failures_are_on
         "{line}"
     );
     assert!(!line.contains(&garage.secret), "{line}");
-    let dead = format!("http://127.0.0.1:{}", support::garage::free_port());
+    let dead = format!("http://127.0.0.1:{}", support::free_port());
     let started = Instant::now();
     let line = one_error_line(&publish("s3://images/x", &dead, &garage.secret));
     eprintln!(

@@ -65,10 +65,9 @@ fn entropy_saving(block: &[u8]) -> f64 {
     (8.0 - bits) / 8.0
 }
 
-/// Incompressible bytes for the writers' unit tests, the same for the same
-/// seed (xorshift64, as tests/support's `noise`).
-#[cfg(test)]
-pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
+/// Incompressible bytes, the same for the same seed (xorshift64): input for
+/// the writers' tests, the integration tests' `support::noise` and benches.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
     (0..len)
         .map(|_| {

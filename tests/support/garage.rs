@@ -4,7 +4,6 @@
 //! killed on drop. Objects are read and written from the test with curl's
 //! own SigV4 signing (`--aws-sigv4`), a client independent of osforge's.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -35,14 +34,6 @@ struct Node {
     rpc_port: u16,
     web_port: u16,
     dir: PathBuf,
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The garage binary: on PATH, else where `cargo install` puts it.
@@ -96,8 +87,12 @@ impl Garage {
         for n in 0..count {
             let node_dir = dir.path().join(format!("node{n}"));
             std::fs::create_dir_all(&node_dir).unwrap();
-            let (s3_port, rpc_port, web_port, admin_port) =
-                (free_port(), free_port(), free_port(), free_port());
+            let (s3_port, rpc_port, web_port, admin_port) = (
+                super::free_port(),
+                super::free_port(),
+                super::free_port(),
+                super::free_port(),
+            );
             let config = node_dir.join("garage.toml");
             std::fs::write(
                 &config,

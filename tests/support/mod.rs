@@ -100,17 +100,26 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
-/// Incompressible bytes, the same for the same seed (xorshift64).
-pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
+/// Incompressible bytes, the same for the same seed (the library's xorshift64).
+pub use osforge::formats::incompressible::noise;
+
+/// Waits up to 20 s for a server just started to listen on `address:port`;
+/// fails naming `what` and what `log` says.
+pub fn wait_listening(
+    address: std::net::Ipv4Addr,
+    port: u16,
+    what: &str,
+    log: impl Fn() -> String,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect((address, port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not listen on {address}:{port}: {}",
+            log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// A loopback port free right now, for a server started later.

@@ -1,8 +1,7 @@
 //! Debian's `docker-registry` (distribution) as a throwaway local registry.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
 
 use super::{require_tool, temp_dir};
 
@@ -51,16 +50,9 @@ impl Registry {
             port,
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect((address, port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "docker-registry did not listen on {port}: {}",
-                std::fs::read_to_string(registry._dir.path().join("registry.log"))
-                    .unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        super::wait_listening(address, port, "docker-registry", || {
+            std::fs::read_to_string(registry._dir.path().join("registry.log")).unwrap_or_default()
+        });
         registry
     }
 }
