@@ -61,6 +61,9 @@ pub struct Args {
     /// for the boot): one with a site's Secure Boot keys enrolled.
     #[arg(long, value_name = "FILE")]
     pub ovmf_vars: Option<PathBuf>,
+    /// No network card: boot as an air-gapped site would (preloaded images, no registry).
+    #[arg(long)]
+    pub no_network: bool,
 }
 
 fn parse_regex(text: &str) -> Result<Regex, String> {
@@ -136,6 +139,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     config.memory_mib = args.memory;
     config.accel = choice.accel;
     config.ovmf_vars = args.ovmf_vars.clone();
+    config.network = !args.no_network;
     for (i, seed) in args.seed.iter().enumerate() {
         config.extra_cdroms.push(if seed.is_dir() {
             let iso = work.path().join(format!("seed-{i}.iso"));

@@ -15,11 +15,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use super::cache::StageKey;
+use super::stage::{TreeCopy, copy_tree};
 use super::{BuildRequest, Log, StageOutput, StageReport, cached_stage, file_digest};
 use crate::ansible::{self, Play};
 use crate::container::WorkingContainer;
@@ -157,7 +157,7 @@ pub(super) fn run_playbooks(
         current = cached_stage(req, &key, &label, Some(&current), log, stages, |dir| {
             ansible::check_python(&parent_root)?;
             let root = dir.join("root");
-            copy_tree(&parent_root, &root)?;
+            copy_tree(&parent_root, &root, TreeCopy::Full)?;
             if let Some(logs) = log_path.parent() {
                 std::fs::create_dir_all(logs)
                     .with_context(|| format!("creating {}", logs.display()))?;
@@ -285,34 +285,6 @@ fn tree_digest(root: &Path) -> anyhow::Result<String> {
 /// Copies a root tree as it is: owners, modes, times, hard links, xattrs
 /// (file capabilities); shared blocks where the filesystem can (reflinks).
 /// `--preserve=xattr` after `-a` makes a lost xattr an error, not silence.
-fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
-    let mut cmd = Command::new("cp");
-    cmd.args([
-        "-a",
-        "--reflink=auto",
-        "--preserve=xattr",
-        "--no-target-directory",
-    ])
-    .arg(from)
-    .arg(to);
-    // Tracked, so that an interruption stops the copy before the handler
-    // removes the stage's temporary directory it writes into.
-    let out = crate::util::process::output(&mut cmd).context("cannot run cp")?;
-    if !out.status.success() {
-        bail!(
-            "copying {} to {} failed: {}",
-            from.display(),
-            to.display(),
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .trim()
-        );
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

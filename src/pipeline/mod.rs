@@ -14,6 +14,7 @@ mod ansible;
 mod blocks;
 pub mod cache;
 pub mod hosts;
+mod images;
 mod layers;
 mod lockfile;
 mod netboot;
@@ -198,9 +199,12 @@ pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport>
     // now. The staging folder itself comes only with the artifacts, so that
     // a build killed during the stages leaves nothing in the output directory.
     Staging::check_writable(&req.output_dir)?;
+    let images = images::prepare(req, log)?;
     let (rootfs, source) = layers::build_rootfs(req, log, &mut stages)?;
     let configured = configure_os(req, &rootfs, log, &mut stages)?;
     let configured = ansible::run_playbooks(req, playbooks.as_ref(), configured, log, &mut stages)?;
+    let (configured, baked_images) =
+        images::bake(req, images.as_ref(), configured, log, &mut stages)?;
     let packages = list_packages(&configured, log)?;
     lockfile::check(req, &packages)?;
     let staging = Staging::new(&req.output_dir)?;
@@ -251,6 +255,7 @@ pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport>
         hosts,
         pushed,
         published,
+        images: baked_images,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -74,8 +74,17 @@ pub(super) fn make_oci(
             .collect::<Vec<_>>()
             .join(","),
     );
+    let (architecture, variant) =
+        crate::formats::oci::platform_of_debian_arch(req.profile.distro.arch.as_str())
+            .with_context(|| {
+                format!(
+                    "{} has no OCI platform name",
+                    req.profile.distro.arch.as_str()
+                )
+            })?;
     let options = CreateOptions {
-        architecture: req.profile.distro.arch.to_string(),
+        architecture: architecture.into(),
+        variant: variant.map(str::to_string),
         tag: oci_tag(&req.name),
         labels,
         mtime: Some(match req.source_date_epoch {

@@ -99,5 +99,8 @@ pub struct BuildReport {
     /// With `--publish s3://`: every object uploaded, checksums last.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub published: Vec<crate::s3::publish::Published>,
+    /// `images:`: the container images baked in, with their digests.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<crate::rootfs::preload::BakedImage>,
     pub seconds: f64,
 }

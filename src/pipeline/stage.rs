@@ -98,3 +98,38 @@ pub(super) fn cached_stage(
         label: label.to_string(),
     })
 }
+
+/// How a stage's tree starts from the one before it.
+pub(super) enum TreeCopy {
+    /// Its own bytes (reflinked where the filesystem can): the stage changes files.
+    Full,
+    /// Files hard-linked: the stage only adds files.
+    HardLinks,
+}
+
+/// `from` copied to `to` with owners, modes, times and xattrs.
+pub(super) fn copy_tree(from: &Path, to: &Path, how: TreeCopy) -> anyhow::Result<()> {
+    let mut cmd = std::process::Command::new("cp");
+    cmd.args(["-a", "--preserve=xattr", "--no-target-directory"]);
+    cmd.arg(match how {
+        TreeCopy::Full => "--reflink=auto",
+        TreeCopy::HardLinks => "--link",
+    });
+    cmd.arg(from).arg(to);
+    // Tracked, so that an interruption stops the copy before the handler
+    // removes the stage's temporary directory it writes into.
+    let out = crate::util::process::output(&mut cmd).context("cannot run cp")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "copying {} to {} failed: {}",
+            from.display(),
+            to.display(),
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+        );
+    }
+    Ok(())
+}

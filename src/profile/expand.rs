@@ -30,6 +30,8 @@ pub(crate) const OS_KEYS: &[&str] = &[
     "files",
     "directories",
     "systemd",
+    // The `auth` of a private registry, from a `secret:` variable.
+    "images",
 ];
 
 /// Keys whose values are numbers or booleans: `uid: "{{ ops_uid }}"` takes the

@@ -156,6 +156,7 @@ pub(crate) fn freeze(
     let source = freeze_source(doc.source.as_ref(), fz)?;
     let ansible = super::ansible::freeze_ansible(doc.ansible, fz)?;
     let oci = freeze_oci(&doc.oci, fz)?;
+    let images = super::images::freeze_images(&doc.images, fz)?;
     Ok(Profile {
         name: fz.name.to_string(),
         path: fz.leaf.to_path_buf(),
@@ -179,6 +180,7 @@ pub(crate) fn freeze(
         disk,
         epoch: doc.epoch,
         oci,
+        images,
     })
 }
 

@@ -35,6 +35,7 @@ mod error;
 mod expand;
 mod freeze;
 mod hosts;
+mod images;
 mod layer;
 mod load;
 mod merge;
@@ -55,6 +56,7 @@ pub use error::{KeyPath, PathSegment, ProfileError, SourceLocation};
 pub use expand::OsTemplate;
 pub use freeze::{CONFIGDRIVE_VOLUME_ID, NOCLOUD_VOLUME_ID};
 pub use hosts::{HostEntry, HostsFile};
+pub use images::PreloadImage;
 pub use layer::{Cmd, LogLevel, PkgManager, RootfsSource};
 pub use load::{SearchPath, parse_var_arg};
 pub use model::{

@@ -71,6 +71,9 @@ pub struct Profile {
     /// `--type oci`: the image's second layer (`oci.backup_paths`).
     #[serde(skip_serializing_if = "Oci::is_empty")]
     pub oci: Oci,
+    /// `images:`: container images baked in for containerd.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<super::images::PreloadImage>,
 }
 
 /// What `--type oci` writes beyond the root filesystem.

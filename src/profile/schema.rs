@@ -717,6 +717,21 @@ pub(crate) struct OciDoc {
     pub backup_paths: Vec<String>,
 }
 
+/// One `images:` entry: a container image baked in for containerd
+/// ([`super::images`]); the keys BOSH's import-images takes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct PreloadImageDoc {
+    pub name: String,
+    /// base64 of `user:password`, as BOSH import-images takes it.
+    pub auth: Option<String>,
+    /// A containers `auth.json`, relative to the profile.
+    pub authfile: Option<String>,
+    #[serde(rename = "retagAs", alias = "retag_as")]
+    pub retag_as: Option<String>,
+    pub tls_verify: Option<bool>,
+}
+
 /// One profile file, or several merged: every key optional.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -750,4 +765,5 @@ pub(crate) struct ProfileDoc {
     /// `--source-date-epoch` gives one.
     pub epoch: Option<u64>,
     pub oci: OciDoc,
+    pub images: Vec<PreloadImageDoc>,
 }

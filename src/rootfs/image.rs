@@ -21,13 +21,13 @@ use crate::util::redact;
 /// The tag osforge gives the image in its scratch layout.
 const LAYOUT_TAG: &str = "osforge";
 
-fn skopeo(network: &Network) -> Command {
+pub(super) fn skopeo(network: &Network) -> Command {
     let mut cmd = Command::new("skopeo");
     cmd.envs(network.environment());
     cmd
 }
 
-fn run(mut cmd: Command, what: &str) -> anyhow::Result<Vec<u8>> {
+pub(super) fn run(mut cmd: Command, what: &str) -> anyhow::Result<Vec<u8>> {
     let out = crate::util::process::output(&mut cmd)
         .context("cannot run skopeo (install it: apt-get install skopeo)")?;
     if !out.status.success() {

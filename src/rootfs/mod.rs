@@ -21,6 +21,7 @@ use serde::Serialize;
 
 pub mod image;
 pub mod layer;
+pub mod preload;
 
 /// What decides the bootstrapped tree. Serialised into the cache key.
 #[derive(Debug, Clone, Serialize)]

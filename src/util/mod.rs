@@ -3,6 +3,7 @@
 pub mod base64;
 pub mod cleanup;
 pub mod duration;
+pub mod image_ref;
 pub mod output;
 pub mod process;
 pub mod progress;

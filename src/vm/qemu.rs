@@ -135,6 +135,8 @@ pub struct VmConfig {
     /// boot loader would, instead of the image: no boot medium or extra CD
     /// is attached.
     pub direct_kernel: Option<DirectKernel>,
+    /// A user-mode NIC; off to boot as an air-gapped site would.
+    pub network: bool,
 }
 
 /// A kernel, its initrd and its command line, loaded by QEMU itself.
@@ -159,6 +161,7 @@ impl VmConfig {
             work_dir: work_dir.to_path_buf(),
             ovmf_vars: None,
             direct_kernel: None,
+            network: true,
         }
     }
 
@@ -179,12 +182,16 @@ pub fn command(config: &VmConfig, ovmf_vars: Option<&Path>) -> Vec<OsString> {
     // The console goes to QEMU's stdout; the monitor (which would otherwise
     // share it once stdio is taken) and the parallel port go nowhere.
     push(&["-serial", "stdio", "-monitor", "none", "-parallel", "none"]);
-    push(&[
-        "-netdev",
-        "user,id=net0",
-        "-device",
-        "virtio-net-pci,netdev=net0",
-    ]);
+    if config.network {
+        push(&[
+            "-netdev",
+            "user,id=net0",
+            "-device",
+            "virtio-net-pci,netdev=net0",
+        ]);
+    } else {
+        push(&["-nic", "none"]);
+    }
     if config.firmware == Firmware::UefiSecure {
         // The Secure Boot build keeps its variables in SMM-protected flash.
         push(&[

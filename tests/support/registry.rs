@@ -20,6 +20,15 @@ impl Registry {
     /// On `address` (a non-loopback one, for clients that never send
     /// loopback traffic through a proxy, as Go's net/http does not).
     pub fn start_on(address: std::net::Ipv4Addr) -> Registry {
+        Registry::start_with(address, None)
+    }
+
+    /// One that asks for `user` and `password` (htpasswd, over plain HTTP).
+    pub fn start_with_login(user: &str, password: &str) -> Registry {
+        Registry::start_with(std::net::Ipv4Addr::LOCALHOST, Some((user, password)))
+    }
+
+    fn start_with(address: std::net::Ipv4Addr, login: Option<(&str, &str)>) -> Registry {
         require_tool("docker-registry", "docker-registry");
         let dir = temp_dir("registry-");
         let port = TcpListener::bind((address, 0))
@@ -28,14 +37,20 @@ impl Registry {
             .unwrap()
             .port();
         let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}:{port}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
+        let mut text = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}:{port}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((user, password)) = login {
+            let htpasswd = dir.path().join("htpasswd");
+            let hash = bcrypt::hash(password, 6).unwrap();
+            std::fs::write(&htpasswd, format!("{user}:{hash}\n")).unwrap();
+            text.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: osforge-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        std::fs::write(&config, text).unwrap();
         // It logs every 404 of a client probing for blobs as an error: to a file.
         let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
         let child = Command::new("docker-registry")

@@ -38,6 +38,8 @@ const CREATED_BY: &str = "osforge oci create";
 pub struct CreateOptions {
     /// GOARCH name: amd64, arm64, ...
     pub architecture: String,
+    /// The architecture's variant (`v7` for 32-bit arm), as platforms name it.
+    pub variant: Option<String>,
     /// The image's name in index.json (`org.opencontainers.image.ref.name`).
     pub tag: String,
     /// `config.Labels`, and the manifest's annotations.
@@ -55,6 +57,7 @@ impl Default for CreateOptions {
     fn default() -> Self {
         CreateOptions {
             architecture: "amd64".into(),
+            variant: None,
             tag: "latest".into(),
             labels: BTreeMap::new(),
             mtime: None,
@@ -263,6 +266,7 @@ pub fn create_layers<W: Write + Seek>(
         created: Some(created.clone()),
         architecture: opts.architecture.clone(),
         os: "linux".into(),
+        variant: opts.variant.clone(),
         config: Some(ContainerConfig {
             labels: opts.labels.clone(),
         }),
@@ -304,7 +308,7 @@ pub fn create_layers<W: Write + Seek>(
     manifest_desc.platform = Some(Platform {
         architecture: opts.architecture.clone(),
         os: "linux".into(),
-        variant: None,
+        variant: opts.variant.clone(),
     });
     let index = Index {
         schema_version: 2,

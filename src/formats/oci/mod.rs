@@ -43,7 +43,7 @@ pub use archive::{CreateOptions, Summary, create, create_layers};
 pub use digest::Digest;
 pub use flatten::{FlattenSummary, flatten};
 pub use layout::ImageRef;
-pub use spec::{ARCHITECTURES, host_architecture};
+pub use spec::{ARCHITECTURES, host_architecture, platform_of_debian_arch};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -45,6 +45,25 @@ pub fn host_architecture() -> &'static str {
     }
 }
 
+/// The OCI platform (GOARCH and variant) of a Debian architecture:
+/// `armhf` is `arm`/`v7`, `i386` is `386`, `ppc64el` is `ppc64le`; `None`
+/// for one OCI has no name for.
+pub fn platform_of_debian_arch(debian: &str) -> Option<(&'static str, Option<&'static str>)> {
+    Some(match debian {
+        "amd64" => ("amd64", None),
+        "arm64" => ("arm64", None),
+        "armhf" => ("arm", Some("v7")),
+        "armel" => ("arm", Some("v5")),
+        "i386" => ("386", None),
+        "ppc64el" => ("ppc64le", None),
+        "s390x" => ("s390x", None),
+        "riscv64" => ("riscv64", None),
+        "mips64el" => ("mips64le", None),
+        "loong64" => ("loong64", None),
+        _ => return None,
+    })
+}
+
 /// How an image config's compression shows in a layer's media type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LayerCompression {
@@ -130,6 +149,8 @@ pub struct ImageConfig {
     pub architecture: String,
     #[serde(default)]
     pub os: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<ContainerConfig>,
     pub rootfs: RootFs,
