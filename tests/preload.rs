@@ -92,28 +92,8 @@ systemd:
     )
 }
 
-fn build(
-    profile: &Path,
-    kind: &str,
-    out: &Path,
-    extra_env: &[(&str, &str)],
-) -> std::process::Output {
-    let mut cmd = osforge();
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["--json", "build", "--type", kind, "--profile"])
-        .arg(profile)
-        .arg("--output")
-        .arg(out)
-        .arg("--cache-dir")
-        .arg(shared_cache_dir())
-        .args([
-            "--var",
-            "hostname=airgap-1",
-            "--source-date-epoch",
-            "1700000000",
-        ]);
-    cmd.envs(extra_env.iter().copied());
-    cmd.output().expect("running osforge")
+fn build(profile: &Path, kind: &str, out: &Path, env: &[(&str, &str)]) -> std::process::Output {
+    try_build(profile, kind, out, &["--var", "hostname=airgap-1"], env)
 }
 
 #[test]

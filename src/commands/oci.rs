@@ -1,5 +1,6 @@
-//! `osforge oci create SRC OUT` and `osforge oci flatten IMAGE OUT`: the OCI
-//! writer and flattener as standalone tools, like `tar` for images.
+//! `osforge oci create SRC OUT`, `osforge oci flatten IMAGE OUT` and
+//! `osforge oci index OUT IN...`: the OCI writer, flattener and multi-platform
+//! joiner as standalone tools, like `tar` for images.
 
 use std::collections::BTreeMap;
 use std::io::{BufWriter, IsTerminal, Write};
@@ -32,6 +33,21 @@ pub enum OciCommand {
     /// Write the root filesystem of an image in an OCI layout directory
     /// (skopeo copy ... oci:DIR:TAG) as one tar, layers and whiteouts applied.
     Flatten(FlattenArgs),
+    /// Join single-platform oci-archives (one per architecture) into one
+    /// multi-platform image: an image index (skopeo copy --all pushes it).
+    Index(IndexArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct IndexArgs {
+    /// The oci-archive to write; replaced only once it is complete.
+    pub out: PathBuf,
+    /// The oci-archives to join, one per platform (osforge build --type oci of each arch).
+    #[arg(required = true, num_args = 1..)]
+    pub inputs: Vec<PathBuf>,
+    /// The multi-platform image's name in the archive's index.json.
+    #[arg(long, default_value = "latest")]
+    pub tag: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -80,7 +96,30 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     match args.command {
         OciCommand::Create(args) => create(args, global),
         OciCommand::Flatten(args) => flatten(args, global),
+        OciCommand::Index(args) => index(args, global),
     }
+}
+
+fn index(args: IndexArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut output = AtomicOutput::create(&args.out)
+        .with_context(|| format!("cannot create {} (in its directory)", args.out.display()))?;
+    let mut out = BufWriter::with_capacity(1 << 20, output.file());
+    let summary = oci::merge_archives(&args.inputs, &args.tag, &mut out)
+        .map_err(|e| input_or_failure(e, &args.out))?;
+    out.flush()
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    drop(out);
+    super::finish_image(output, &summary, started, global, |seconds| {
+        format!(
+            "wrote {} ({}): {} as {} ({}) in {seconds:.1} s",
+            args.out.display(),
+            human_bytes(summary.archive_bytes),
+            summary.platforms.join(", "),
+            summary.tag,
+            summary.digest,
+        )
+    })
 }
 
 /// Bad input (an option, the image layout, a hostile layer) exits 2, with the

@@ -192,6 +192,7 @@ pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport>
     let mut stages = Vec::new();
     let targets = hosts::targets(req)?;
     check_disk_inputs(req)?;
+    check_architecture(req)?;
     netboot::check_inputs(req)?;
     push::check_inputs(req)?;
     let playbooks = ansible::prepare(req)?;
@@ -322,6 +323,23 @@ fn image_identity(req: &BuildRequest, packages: &[DebPackage], epoch: u64) -> St
         "epoch": epoch,
     });
     crate::pipeline::cache::StageKey::new("disk-ids", &json).key
+}
+
+/// Another architecture than amd64 builds as an OCI image or a netboot set:
+/// the boot loaders osforge writes into ISOs and disks are x86's (BIOS
+/// GRUB, x86_64 UEFI). One the machine cannot run needs qemu-user.
+fn check_architecture(req: &BuildRequest) -> anyhow::Result<()> {
+    let arch = req.profile.distro.arch.as_str();
+    let bootable = [ArtifactType::Iso, ArtifactType::Qcow2, ArtifactType::Raw];
+    if arch != "amd64"
+        && let Some(kind) = req.types.iter().find(|t| bootable.contains(t))
+    {
+        crate::bail_input!(
+            "profile {} is for {arch}: osforge writes {kind} boot loaders for amd64 only (BIOS GRUB, x86_64 UEFI); build {arch} as --type oci or netboot",
+            req.profile.name
+        );
+    }
+    rootfs::foreign::check_can_run(arch).map_err(anyhow::Error::msg)
 }
 
 /// Disk images need the profile's `disk:` section and the grub.cfg

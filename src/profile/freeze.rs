@@ -145,7 +145,7 @@ pub(crate) fn freeze(
     description: String,
     fz: &mut Freezer<'_>,
 ) -> Result<Profile, ProfileError> {
-    let distro = freeze_distro(&doc.distro, fz)?;
+    let distro = freeze_distro(&doc.distro, doc.arch.as_ref(), fz)?;
     let os = freeze_os(&doc, fz)?;
     let repos = freeze_repos(doc.repos, fz)?;
     let variables = check_variables(doc.variables, fz)?;
@@ -278,12 +278,21 @@ fn freeze_source(
     })
 }
 
-fn freeze_distro(d: &DistroDoc, fz: &Freezer<'_>) -> Result<Distro, ProfileError> {
+/// `arch:` (the profile's architecture, wherever it is set) wins over
+/// `distro.arch`, so that `arch: arm64` in a child retargets a parent.
+fn freeze_distro(
+    d: &DistroDoc,
+    arch: Option<&super::schema::Arch>,
+    fz: &Freezer<'_>,
+) -> Result<Distro, ProfileError> {
     let main = || vec![Component::try_from("main".to_string()).expect("'main' is a component")];
     Ok(Distro {
         name: d.name.ok_or_else(|| fz.missing("distro.name"))?,
         suite: d.suite.clone().ok_or_else(|| fz.missing("distro.suite"))?,
-        arch: d.arch.clone().ok_or_else(|| fz.missing("distro.arch"))?,
+        arch: arch
+            .or(d.arch.as_ref())
+            .cloned()
+            .ok_or_else(|| fz.missing("distro.arch"))?,
         mirror: d.mirror.clone(),
         snapshot: d.snapshot.unwrap_or(false),
         components: d

@@ -766,4 +766,6 @@ pub(crate) struct ProfileDoc {
     pub epoch: Option<u64>,
     pub oci: OciDoc,
     pub images: Vec<PreloadImageDoc>,
+    /// The architecture to build for; wins over `distro.arch`.
+    pub arch: Option<Arch>,
 }

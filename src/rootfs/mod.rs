@@ -19,6 +19,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, bail};
 use serde::Serialize;
 
+pub mod foreign;
 pub mod image;
 pub mod layer;
 pub mod preload;

@@ -155,6 +155,31 @@ pub fn build_report(profile: &Path, kind: &str, out: &Path, vars: &[String]) -> 
     serde_json::from_slice(&output.stdout).expect("--json report")
 }
 
+/// `osforge --json build --type KIND --profile PROFILE` from the repository,
+/// on the shared cache with a fixed SOURCE_DATE_EPOCH, `extra` arguments and
+/// `env` added; its output, whatever the exit.
+pub fn try_build(
+    profile: &Path,
+    kind: &str,
+    out: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
+    osforge()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["--json", "build", "--type", kind, "--profile"])
+        .arg(profile)
+        .arg("--output")
+        .arg(out)
+        .arg("--cache-dir")
+        .arg(shared_cache_dir())
+        .args(["--source-date-epoch", "1700000000"])
+        .args(extra)
+        .envs(env.iter().copied())
+        .output()
+        .expect("running osforge")
+}
+
 /// A Debian root made by mmdebstrap in unshare mode (so the tarball records
 /// the real owners) and unpacked beside it: `<target tmp>/<name>/{rootfs.tar,root}`.
 /// Rebuilt on every call; callers keep it in a OnceLock.

@@ -68,7 +68,7 @@ impl Default for CreateOptions {
 }
 
 /// A tag as Docker and the distribution spec allow it.
-fn valid_tag(tag: &str) -> bool {
+pub(super) fn valid_tag(tag: &str) -> bool {
     let b = tag.as_bytes();
     (1..=128).contains(&b.len())
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')

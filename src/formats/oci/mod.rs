@@ -30,6 +30,7 @@ mod archive;
 mod digest;
 mod flatten;
 mod gzip;
+mod index;
 mod layer;
 mod layout;
 mod names;
@@ -42,6 +43,7 @@ use std::path::PathBuf;
 pub use archive::{CreateOptions, Summary, create, create_layers};
 pub use digest::Digest;
 pub use flatten::{FlattenSummary, flatten};
+pub use index::{IndexSummary, merge_archives};
 pub use layout::ImageRef;
 pub use spec::{ARCHITECTURES, host_architecture, platform_of_debian_arch};
 
