@@ -212,6 +212,22 @@ impl HostSet<'_> {
     }
 }
 
+/// iPXE expands `${name}` in every command, the kernel's arguments too, and
+/// has no escape for it: a parameter holding `${` and a later `}` would
+/// reach the kernel changed. `Err` names the parameter.
+pub fn check_ipxe_literal(cmdline: &str) -> Result<(), String> {
+    for param in cmdline.split_whitespace() {
+        if let Some(at) = param.find("${")
+            && param[at..].contains('}')
+        {
+            return Err(format!(
+                "kernel parameter '{param}' holds '${{...}}', which iPXE expands as one of its settings and cannot escape"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `text` gzipped and base64-encoded, as cloud-init decodes `network-config=`.
 fn gzip_base64(text: &str) -> String {
     let mut compressor = libdeflater::Compressor::new(libdeflater::CompressionLvl::best());
@@ -318,6 +334,13 @@ mod tests {
             .gzip_decompress(&gz, &mut plain)
             .unwrap();
         assert_eq!(&plain[..n], yaml.as_bytes());
+    }
+
+    #[test]
+    fn ipxe_settings_syntax_in_a_parameter_is_refused() {
+        assert_eq!(check_ipxe_literal("quiet a=$b c=${ d=$"), Ok(()));
+        let err = check_ipxe_literal("quiet x=${net0/mac}").unwrap_err();
+        assert!(err.contains("'x=${net0/mac}'"), "{err}");
     }
 
     #[test]

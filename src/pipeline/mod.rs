@@ -193,7 +193,7 @@ pub fn build_image(req: &BuildRequest, log: &Log) -> anyhow::Result<BuildReport>
     let targets = hosts::targets(req)?;
     check_disk_inputs(req)?;
     check_architecture(req)?;
-    netboot::check_inputs(req)?;
+    netboot::check_inputs(req, &targets)?;
     push::check_inputs(req)?;
     let playbooks = ansible::prepare(req)?;
     // Before the first stage: an output directory osforge cannot write fails

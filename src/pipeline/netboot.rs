@@ -18,7 +18,7 @@ use crate::artifacts::netboot::{self, BaseUrl, HostSet};
 use crate::profile::Datasource;
 
 /// Checked before the first stage: the URL, and a seed the set can serve.
-pub(super) fn check_inputs(req: &BuildRequest) -> anyhow::Result<()> {
+pub(super) fn check_inputs(req: &BuildRequest, targets: &[Target]) -> anyhow::Result<()> {
     if !req.types.contains(&ArtifactType::Netboot) {
         return Ok(());
     }
@@ -33,6 +33,10 @@ pub(super) fn check_inputs(req: &BuildRequest) -> anyhow::Result<()> {
             "profile {}: cloud_init.datasource is configdrive, but --type netboot serves the host's seed over HTTP as NoCloud (set cloud_init.datasource: nocloud)",
             req.profile.name
         );
+    }
+    for target in targets {
+        netboot::check_ipxe_literal(&target.host.kernel_cmdline.to_string())
+            .map_err(|e| crate::error::InputError(format!("{}: {e}", target.name)))?;
     }
     Ok(())
 }
