@@ -143,12 +143,23 @@ fn two_preloaded_images_are_in_containerd_at_first_boot_with_no_network() {
     assert!(!w.join("refused").join("airgap.qcow2").exists());
 
     // An image with no containerd could not import them: refused once the
-    // rootfs is known, before anything is pulled.
+    // rootfs is known, before anything is pulled. Its image's credentials
+    // are an auth.json the profile names (`auth: {file: F}`): accepted, since
+    // the refusal is the containerd one, after the registry was asked.
     let bare = w.join("bare.yaml");
+    fs::write(
+        w.join("auth.json"),
+        format!(
+            "{{\"auths\": {{\"127.0.0.1:{}\": {{\"auth\": \"{}\"}}}}}}",
+            private.port,
+            auth_value()
+        ),
+    )
+    .unwrap();
     fs::write(
         &bare,
         format!(
-            "description: no containerd\ninherits: [base]\nimages:\n  - {{name: \"{beta}\", tls_verify: false}}\n"
+            "description: no containerd\ninherits: [base]\nimages:\n  - {{name: \"{alpha}\", auth: {{file: auth.json}}, tls_verify: false}}\n"
         ),
     )
     .unwrap();
@@ -254,6 +265,10 @@ fn an_image_without_containerd_or_with_a_bad_name_is_refused_with_one_line() {
         (
             "images:\n  - {name: \"r.example/a:1\"}\n  - {name: \"r.example/b:1\", retagAs: \"r.example/a:1\"}\n",
             "images[1].name",
+        ),
+        (
+            "images:\n  - {name: \"r.example/a:1\", auth: {file: nowhere.json}}\n",
+            "images[0].auth",
         ),
     ] {
         let profile = w.join("bad.yaml");

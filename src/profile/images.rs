@@ -9,7 +9,8 @@
 //!     auth: dXNlcm5hbWU6cGFzc3dvcmQ=          # base64 user:password (BOSH's form)
 //!     retagAs: registry.k8s.io/debian-base:v2.0.0
 //!   - name: nginx:1.25                        # docker.io/library/nginx:1.25
-//!     authfile: auth/registry.json            # a containers auth.json, relative to this profile
+//!     auth: {file: auth/registry.json}        # a containers auth.json, relative to this profile
+//!                                             # (also: authfile: auth/registry.json)
 //!   - {name: "localhost:5000/app:1", tls_verify: false}   # plain-HTTP registry
 //! ```
 //!
@@ -23,7 +24,7 @@ use serde::Serialize;
 
 use super::error::{KeyPath, ProfileError};
 use super::freeze::Freezer;
-use super::schema::PreloadImageDoc;
+use super::schema::{PreloadAuthDoc, PreloadImageDoc};
 use crate::util::image_ref;
 
 /// One image to bake in, resolved.
@@ -97,36 +98,53 @@ pub(crate) fn freeze_images(
                 format!("'{earlier}' is named by an earlier entry too: each name is baked once"),
             ));
         }
-        if doc.auth.is_some() && doc.authfile.is_some() {
+        // `auth` is BOSH's base64 user:password, or names an auth.json:
+        // `{file: F}`, or a string ending in .json that is not base64 of one.
+        let (inline, file) = match &doc.auth {
+            Some(PreloadAuthDoc::File(f)) => (None, Some(f.file.as_str())),
+            Some(PreloadAuthDoc::Inline(text))
+                if text.trim().ends_with(".json") && decode_auth(text).is_none() =>
+            {
+                (None, Some(text.trim()))
+            }
+            Some(PreloadAuthDoc::Inline(text)) => (Some(text.trim()), None),
+            None => (None, None),
+        };
+        if (inline.is_some() || file.is_some()) && doc.authfile.is_some() {
             return Err(fz.error(&at("auth"), "give auth or authfile, not both"));
         }
-        let auth = match &doc.auth {
+        let auth = match inline {
             Some(auth) => {
                 // Hidden before any error could show it.
-                crate::util::redact::register_secret(auth.trim());
+                crate::util::redact::register_secret(auth);
                 let Some((_, password)) = decode_auth(auth) else {
                     return Err(fz.error(
                         &at("auth"),
-                        "not base64 of user:password (as BOSH import-images takes it: echo -n user:password | base64)",
+                        "not base64 of user:password (as BOSH import-images takes it: echo -n user:password | base64) nor {file: auth.json}",
                     ));
                 };
                 if password.len() >= MIN_HIDDEN_LEN {
                     crate::util::redact::register_secret(&password);
                 }
-                Some(auth.trim().to_string())
+                Some(auth.to_string())
             }
             None => None,
         };
-        let authfile = match &doc.authfile {
+        let (file_key, file) = match (file, &doc.authfile) {
+            (Some(f), _) => ("auth", Some(f)),
+            (None, Some(f)) => ("authfile", Some(f.as_str())),
+            (None, None) => ("authfile", None),
+        };
+        let authfile = match file {
             Some(relative) => {
-                let file = fz.locate_file(&at("authfile"), relative)?;
-                if !file.is_file() {
+                let located = fz.locate_file(&at(file_key), relative)?;
+                if !located.is_file() {
                     return Err(fz.error(
-                        &at("authfile"),
-                        format!("{} does not exist", file.display()),
+                        &at(file_key),
+                        format!("{} does not exist", located.display()),
                     ));
                 }
-                Some(file)
+                Some(located)
             }
             None => None,
         };

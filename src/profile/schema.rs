@@ -723,13 +723,28 @@ pub(crate) struct OciDoc {
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct PreloadImageDoc {
     pub name: String,
-    /// base64 of `user:password`, as BOSH import-images takes it.
-    pub auth: Option<String>,
+    /// base64 of `user:password`, as BOSH import-images takes it, or a
+    /// reference to an auth.json (`{file: F}`).
+    pub auth: Option<PreloadAuthDoc>,
     /// A containers `auth.json`, relative to the profile.
     pub authfile: Option<String>,
     #[serde(rename = "retagAs", alias = "retag_as")]
     pub retag_as: Option<String>,
     pub tls_verify: Option<bool>,
+}
+
+/// `images[].auth`: BOSH's base64 string, or `{file: auth.json}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum PreloadAuthDoc {
+    Inline(String),
+    File(PreloadAuthFileDoc),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PreloadAuthFileDoc {
+    pub file: String,
 }
 
 /// One profile file, or several merged: every key optional.
