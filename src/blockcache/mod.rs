@@ -366,10 +366,12 @@ impl BlockCache {
 }
 
 impl Stats {
-    /// "reused 6890 of 7012 blocks (812 MiB)", for logs.
-    pub fn describe(&self) -> String {
+    /// "reused 6890 of 7012 blocks (812 MiB)", for logs; `unit` names the
+    /// blocks ("clusters" for qcow2). qcow2 zlib adds the 4 KiB segments
+    /// reused in the clusters that were not reused whole.
+    pub fn describe(&self, unit: &str) -> String {
         let mut s = format!(
-            "block cache: reused {} of {} blocks ({})",
+            "block cache: reused {} of {} {unit} ({})",
             self.reused_blocks,
             self.reused_blocks + self.compressed_blocks,
             crate::util::size::human_bytes(self.reused_bytes)
