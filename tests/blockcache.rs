@@ -288,8 +288,12 @@ fn a_qcow2_of_an_ext4_tree_with_a_file_added_reuses_most_of_its_last_build() {
     };
     let (raw_a, raw_b) = (dir.path().join("a.raw"), dir.path().join("b.raw"));
     mke2fs(&tree, &raw_a);
-    // One file added in the first folder: the files after it move.
-    fs::write(tree.join("dir0/added.conf"), "x = 1\n".repeat(20_000)).unwrap();
+    // A file added to each folder: whatever order mke2fs takes them in, the
+    // files after the first one added move by whole blocks.
+    for d in 0..6 {
+        let added = format!("added {d} = 1\n").repeat(2_000);
+        fs::write(tree.join(format!("dir{d}/added.conf")), added).unwrap();
+    }
     mke2fs(&tree, &raw_b);
     let store = dir.path().join("store");
     let image = |name: &str| dir.path().join(format!("{name}.qcow2"));
@@ -298,10 +302,15 @@ fn a_qcow2_of_an_ext4_tree_with_a_file_added_reuses_most_of_its_last_build() {
     qcow2(&raw_b, &image("b-cold"), "zlib", "2", None);
     same_file(&image("b-cold"), &image("b-warm"));
     qemu_img_agrees(&raw_b, &image("b-warm"));
-    // Reused whole clusters count 16 segments each.
-    let total = 16 * (stat(&warm, "reused_blocks") + stat(&warm, "compressed_blocks"));
-    let reused = 16 * stat(&warm, "reused_blocks") + stat(&warm, "reused_segments");
-    assert!(reused * 10 >= total * 7, "{reused} of {total}: {warm}");
+    // Nearly every cluster moved; in those, the segments mostly did not
+    // change (measured: 2820 of 3344). Clusters the incompressible test
+    // stores raw have no segments.
+    let (reused, compressed) = (
+        stat(&warm, "reused_segments"),
+        stat(&warm, "compressed_segments"),
+    );
+    assert!(reused >= 200, "{warm}");
+    assert!(reused * 4 >= (reused + compressed) * 3, "{warm}");
 }
 
 /// Corrupts `path` in place: flips its last byte, or cuts it in half.
