@@ -295,3 +295,83 @@ fn prefix_of(key: &Key) -> [u8; SEGMENT_KEY_PREFIX_BYTES] {
         .try_into()
         .expect("keys are longer than their prefix")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::blockcache::BlockStore;
+    use crate::blockcache::index::INDEX_DIR;
+
+    /// Encodes a 16-byte segment as 3 bytes that show what it was made from.
+    struct Tagging;
+
+    impl SegmentCodec for Tagging {
+        fn store_untried(&mut self, _: &[u8]) -> bool {
+            false
+        }
+        fn encode_segment(&mut self, prev: Option<&[u8]>, segment: &[u8], out: &mut Vec<u8>) {
+            out.extend_from_slice(&[b'S', segment[0], prev.map_or(0, |p| p[0])]);
+        }
+        fn finish(&mut self, out: &mut Vec<u8>) {
+            out.push(b'E');
+        }
+    }
+
+    fn block(first: u8) -> Vec<u8> {
+        [first, b'b', b'c', b'd']
+            .iter()
+            .flat_map(|&b| [b; 16])
+            .collect()
+    }
+
+    fn cold(block: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        assert!(encode_segmented(&mut Tagging, block, 16, &mut out));
+        out
+    }
+
+    fn warm(store: &Arc<BlockStore>, block: &[u8]) -> (Vec<u8>, crate::blockcache::Stats) {
+        let cache = BlockCache::new(Arc::clone(store), "ns");
+        let mut out = Vec::new();
+        let mut scratch = SegmentScratch::default();
+        assert!(cache.compress_segmented(&mut Tagging, block, 16, &mut out, &mut scratch));
+        cache.write_segment_index();
+        (out, cache.stats())
+    }
+
+    #[test]
+    fn segments_come_back_after_the_same_block_only_and_an_index_record_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(BlockStore::open(dir.path()).unwrap());
+        let first = block(b'a');
+        warm(&store, &first);
+        // The first segment differs: (b after x) is new, (c after b) and
+        // (d after c) come from the first block's entry.
+        let (out, s) = warm(&store, &block(b'x'));
+        assert_eq!(out, cold(&block(b'x')));
+        assert_eq!((s.reused_segments, s.compressed_segments), (2, 2));
+
+        // An index whose records name the wrong segment of a sound entry:
+        // (c after b) said to be segment 1 (b after a). The entry's table
+        // refutes it, and the segment is compressed again.
+        let cache = BlockCache::new(Arc::clone(&store), "ns");
+        let digests: Vec<Key> = first.chunks(16).map(|s| Sha256::digest(s).into()).collect();
+        let keys: Vec<Key> = (0..4usize)
+            .map(|i| cache.segment_key(i.checked_sub(1).map(|p| &digests[p]), &digests[i]))
+            .collect();
+        let entry = cache.segmented_key(first.len(), 16, &digests);
+        let mut wrong = Pending::default();
+        wrong.add(&entry, &[keys[0], keys[2], keys[1], keys[3]]);
+        let index_dir = dir.path().join(INDEX_DIR);
+        for f in std::fs::read_dir(&index_dir).unwrap() {
+            std::fs::remove_file(f.unwrap().path()).unwrap();
+        }
+        std::fs::write(index_dir.join("wrong.idx"), wrong.encode()).unwrap();
+        let (out, s) = warm(&store, &block(b'y'));
+        assert_eq!(out, cold(&block(b'y')));
+        assert_eq!((s.reused_segments, s.compressed_segments), (1, 3));
+        assert_eq!(s.corrupt_entries, 0, "a stale record is no corruption");
+    }
+}
