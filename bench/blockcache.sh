@@ -15,6 +15,7 @@
 #
 #   ROOTFS=/a/configured/root bench/blockcache.sh [WORKDIR]
 #   env: PACKAGE=htop JOBS=2 PROFILE=qcow2-host OSFORGE=path
+#        PARTS="squashfs qcow2" (either alone to run just that part)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,6 +23,7 @@ rootfs=${ROOTFS:-$here/bench/.data/rootfs}
 package=${PACKAGE:-htop}
 jobs=${JOBS:-$(nproc)}
 profile=${PROFILE:-qcow2-host}
+parts=${PARTS:-squashfs qcow2}
 work=${1:-$(mktemp -d "${TMPDIR:-/tmp}/osforge-blockcache-bench.XXXXXX")}
 epoch=1700000000
 [[ -d $rootfs ]] || { echo "bench: ROOTFS=$rootfs is not a directory (bench/squashfs.sh builds one)" >&2; exit 1; }
@@ -75,7 +77,14 @@ timed() {
 ratio() { echo "scale=3; $1 / $2" | bc; }
 verdict() { if (($(echo "$1 <= $2" | bc -l))); then echo ok; else echo MISSED; fi; }
 json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
+# ratios NAME A B TARGET: A / B in wall and CPU seconds.
+ratios() {
+    local w c
+    w=$(ratio "${wall[$2]}" "${wall[$3]}") c=$(ratio "${cpu[$2]}" "${cpu[$3]}")
+    echo "ratio $1: wall $w (target <= $4: $(verdict "$w" "$4")), cpu $c"
+}
 
+if [[ " $parts " == *" squashfs "* ]]; then
 echo
 echo "== squashfs: zstd 15, 128K blocks"
 sq_store=$work/store-squashfs
@@ -94,16 +103,13 @@ m_size=$(stat -c %s "$work/mksquashfs-A.sqfs") o_size=$(stat -c %s "$work/A-cold
 echo "sizes: mksquashfs $m_size, osforge $o_size ($(ratio "$o_size" "$m_size") x);" \
     "blocks stored raw untried: $(json "$work/osforge-A-cold.out" 'd["raw_by_probe_blocks"]')"
 echo "B warm: $(json "$work/osforge-B-warm.out" 'd["block_cache"]')"
-# ratios NAME A B TARGET: A / B in wall and CPU seconds.
-ratios() {
-    local w c
-    w=$(ratio "${wall[$2]}" "${wall[$3]}") c=$(ratio "${cpu[$2]}" "${cpu[$3]}")
-    echo "ratio $1: wall $w (target <= $4: $(verdict "$w" "$4")), cpu $c"
-}
 ratios "cold osforge / mksquashfs" osforge-A-cold mksquashfs-A 0.90
 ratios "cold osforge filling the store / cold" osforge-A-filling-store osforge-A-cold 1.05
 ratios "warm rebuild / cold (B)" osforge-B-warm osforge-B-cold 0.15
+echo "squashfs store: $(du -sh "$sq_store" | cut -f1)"
+fi
 
+if [[ " $parts " == *" qcow2 "* ]]; then
 echo
 echo "== qcow2 of a disk: profile $profile, zlib clusters"
 q_store=$work/store-qcow2
@@ -124,6 +130,8 @@ done
 echo "B warm: $(json "$work/disk-B-warm.out" 'd["disk"]["outputs"][0]["block_cache"]')"
 ratios "disk filling the store / cold" disk-A-filling-store disk-A-cold 1.05
 ratios "disk warm rebuild / cold (B)" disk-B-warm disk-B-cold 0.30
-echo "store sizes: squashfs $(du -sh "$sq_store" | cut -f1), qcow2 $(du -sh "$q_store" | cut -f1)"
+echo "sizes: A $(stat -c %s "$work/A-cold.qcow2"), B $(stat -c %s "$work/B-cold.qcow2") bytes;" \
+    "qcow2 store $(du -sh "$q_store" | cut -f1)"
+fi
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "outputs kept in $work"

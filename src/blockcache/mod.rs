@@ -17,9 +17,15 @@
 //! mtimes. A 128 KiB-block image is ~7000 entries; 256 fan-out directories
 //! keep each small. Entries are not fsynced: each carries a checksum
 //! ([`entry`]), and a torn one is reported and recomputed, never used.
+//!
+//! qcow2 clusters are also reusable a 4 KiB segment at a time
+//! ([`segments`]): their entries carry a segment table, and per-image index
+//! files under `<dir>/index/` ([`index`]) find a segment's entry.
 
 mod entry;
+mod index;
 mod prune;
+mod segments;
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -30,8 +36,9 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
-pub use entry::Value;
+pub use entry::{Segment, Value};
 pub use prune::PruneReport;
+pub use segments::{SegmentCodec, SegmentScratch, encode_segmented};
 
 /// Where unfinished entries are written before they are renamed into place.
 const TMP_DIR: &str = "tmp";
@@ -125,12 +132,29 @@ impl BlockStore {
         match kind {
             entry::Kind::Compressed => Lookup::Compressed,
             entry::Kind::Stored => Lookup::Stored,
+            entry::Kind::Segmented => Lookup::Segmented,
         }
     }
 
     /// Writes an entry: to a temporary name, then renamed over the final one,
     /// so readers see a whole entry or none.
     fn put(&self, key: &[u8; 32], value: Value<'_>) -> io::Result<()> {
+        self.write_atomically(&self.path_of(key), &entry::encode(key, value))
+    }
+
+    /// Writes one image's segment index file (under a name no other writer
+    /// uses).
+    fn put_index(&self, bytes: &[u8]) -> io::Result<()> {
+        let n = NEXT_TEMP.fetch_add(1, Ordering::Relaxed);
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let name = format!("{nanos}-{}-{n}{}", std::process::id(), index::INDEX_SUFFIX);
+        self.write_atomically(&self.root.join(index::INDEX_DIR).join(name), bytes)
+    }
+
+    fn write_atomically(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         let n = NEXT_TEMP.fetch_add(1, Ordering::Relaxed);
         let temp = self
             .root
@@ -144,12 +168,11 @@ impl BlockStore {
                 }
                 other => other?,
             };
-            file.write_all(&entry::encode(key, value))?;
-            let path = self.path_of(key);
-            match fs::rename(&temp, &path) {
+            file.write_all(bytes)?;
+            match fs::rename(&temp, path) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    fs::create_dir_all(path.parent().expect("entries are in a fan-out dir"))?;
-                    fs::rename(&temp, &path)
+                    fs::create_dir_all(path.parent().expect("store files are in a folder"))?;
+                    fs::rename(&temp, path)
                 }
                 other => other,
             }
@@ -177,6 +200,8 @@ fn touch(file: &File) {
 enum Lookup {
     Compressed,
     Stored,
+    /// The value (in `out`) is a segment table and the compressed bytes.
+    Segmented,
     Miss,
     Corrupt(PathBuf),
 }
@@ -188,9 +213,18 @@ pub struct Stats {
     pub reused_blocks: u64,
     /// Uncompressed bytes of those blocks.
     pub reused_bytes: u64,
-    /// Blocks compressed and added to the store.
+    /// Blocks compressed and added to the store. A segmented block counts
+    /// here even when some of its segments were reused.
     pub compressed_blocks: u64,
-    /// Entries that failed their checksum: recomputed and replaced.
+    /// Of those blocks' segments (qcow2 zlib clusters: 4 KiB each), the ones
+    /// found in the store through its segment index.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub reused_segments: u64,
+    /// And the ones compressed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub compressed_segments: u64,
+    /// Entries (and segment index files) that failed their checksum:
+    /// recomputed and replaced (index files: removed).
     pub corrupt_entries: u64,
     /// The first of them, by path.
     pub corrupt_paths: Vec<PathBuf>,
@@ -199,11 +233,17 @@ pub struct Stats {
     pub first_write_error: Option<String>,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 #[derive(Default)]
 struct Counters {
     reused_blocks: AtomicU64,
     reused_bytes: AtomicU64,
     compressed_blocks: AtomicU64,
+    reused_segments: AtomicU64,
+    compressed_segments: AtomicU64,
     write_errors: AtomicU64,
     /// Corrupt entries (all of them counted) and the first write error.
     notes: Mutex<(u64, Vec<PathBuf>, Option<String>)>,
@@ -217,6 +257,7 @@ pub struct BlockCache {
     /// SHA-256 already fed with the namespace.
     prefix: Sha256,
     counters: Arc<Counters>,
+    segments: Arc<segments::Shared>,
 }
 
 impl BlockCache {
@@ -230,6 +271,7 @@ impl BlockCache {
             store,
             prefix,
             counters: Arc::default(),
+            segments: Arc::default(),
         }
     }
 
@@ -258,8 +300,9 @@ impl BlockCache {
                     .fetch_add(block.len() as u64, Ordering::Relaxed);
                 return Ok(false);
             }
-            // Longer than the block: no compressor gave that; treat as corrupt.
-            Lookup::Compressed => self.note_corrupt(self.store.path_of(&key)),
+            // Longer than the block: no compressor gave that; and segmented
+            // entries are in other namespaces. Treat both as corrupt.
+            Lookup::Compressed | Lookup::Segmented => self.note_corrupt(self.store.path_of(&key)),
             Lookup::Corrupt(path) => self.note_corrupt(path),
             Lookup::Miss => {}
         }
@@ -271,15 +314,19 @@ impl BlockCache {
         };
         c.compressed_blocks.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = self.store.put(&key, value) {
-            c.write_errors.fetch_add(1, Ordering::Relaxed);
-            let mut notes = self
-                .counters
-                .notes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            notes.2.get_or_insert_with(|| e.to_string());
+            self.note_write_error(e);
         }
         Ok(compressed)
+    }
+
+    fn note_write_error(&self, e: io::Error) {
+        self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+        let mut notes = self
+            .counters
+            .notes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        notes.2.get_or_insert_with(|| e.to_string());
     }
 
     fn note_corrupt(&self, path: PathBuf) {
@@ -288,6 +335,10 @@ impl BlockCache {
             .notes
             .lock()
             .unwrap_or_else(|e| e.into_inner());
+        // Two workers may both read one corrupt entry before it is replaced.
+        if notes.1.contains(&path) {
+            return;
+        }
         notes.0 += 1;
         if notes.1.len() < MAX_NAMED_CORRUPT {
             notes.1.push(path);
@@ -304,6 +355,8 @@ impl BlockCache {
             reused_blocks: c.reused_blocks.load(Ordering::Relaxed),
             reused_bytes: c.reused_bytes.load(Ordering::Relaxed),
             compressed_blocks: c.compressed_blocks.load(Ordering::Relaxed),
+            reused_segments: c.reused_segments.load(Ordering::Relaxed),
+            compressed_segments: c.compressed_segments.load(Ordering::Relaxed),
             corrupt_entries: notes.0,
             corrupt_paths,
             write_errors: c.write_errors.load(Ordering::Relaxed),
@@ -313,14 +366,23 @@ impl BlockCache {
 }
 
 impl Stats {
-    /// "reused 6890 of 7012 blocks (812 MiB)", for logs.
-    pub fn describe(&self) -> String {
+    /// "reused 6890 of 7012 blocks (812 MiB)", for logs; `unit` names the
+    /// blocks ("clusters" for qcow2). qcow2 zlib adds the 4 KiB segments
+    /// reused in the clusters that were not reused whole.
+    pub fn describe(&self, unit: &str) -> String {
         let mut s = format!(
-            "block cache: reused {} of {} blocks ({})",
+            "block cache: reused {} of {} {unit} ({})",
             self.reused_blocks,
             self.reused_blocks + self.compressed_blocks,
             crate::util::size::human_bytes(self.reused_bytes)
         );
+        let segments = self.reused_segments + self.compressed_segments;
+        if segments > 0 {
+            s.push_str(&format!(
+                ", and {} of {} 4 KiB segments of the others",
+                self.reused_segments, segments
+            ));
+        }
         if self.corrupt_entries > 0 {
             s.push_str(&format!(
                 ", {} corrupt entries recomputed",
@@ -342,10 +404,17 @@ impl Stats {
         self.corrupt_paths
             .iter()
             .map(|p| {
-                format!(
-                    "block cache entry {} was corrupt (checksum); recomputed and replaced",
-                    p.display()
-                )
+                if p.parent().and_then(Path::file_name) == Some(index::INDEX_DIR.as_ref()) {
+                    format!(
+                        "block cache segment index {} was corrupt (checksum); removed",
+                        p.display()
+                    )
+                } else {
+                    format!(
+                        "block cache entry {} was corrupt (checksum); recomputed and replaced",
+                        p.display()
+                    )
+                }
             })
             .collect()
     }

@@ -4,12 +4,20 @@
 //! Removing an entry a build is reading is harmless (its open file stays
 //! readable) and one it is about to look up is a miss. Temporaries older than
 //! an hour are what a killed build left; younger ones may be in flight.
+//!
+//! Segment index files go with the entries they describe: each names every
+//! segment of one image as built, so one older than the oldest entry left
+//! describes entries that are gone or that a later build (which touched
+//! them, and wrote its own index) describes too. Past the newest
+//! [`MAX_INDEX_FILES`] no build reads them. A build mapping a removed one
+//! keeps reading it.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use super::index::{self, INDEX_DIR, MAX_INDEX_FILES};
 use super::{BlockStore, Error, TMP_DIR};
 
 const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
@@ -20,6 +28,8 @@ pub struct PruneReport {
     pub freed_bytes: u64,
     pub remaining_entries: u64,
     pub remaining_bytes: u64,
+    /// Segment index files removed (not counted in the bytes above).
+    pub removed_index_files: u64,
 }
 
 struct Found {
@@ -62,11 +72,13 @@ impl BlockStore {
             remaining_bytes: found.iter().map(|f| f.bytes).sum(),
             ..PruneReport::default()
         };
+        let mut oldest_kept: Option<SystemTime> = None;
         for f in found {
             let idle = now.duration_since(f.used).unwrap_or_default();
             let too_old = older_than.is_some_and(|limit| idle >= limit);
             let too_big = max_bytes.is_some_and(|max| report.remaining_bytes > max);
             if !too_old && !too_big {
+                oldest_kept = Some(oldest_kept.map_or(f.used, |t| t.min(f.used)));
                 // Sorted by last use: what follows is newer, and the store fits.
                 if older_than.is_none() {
                     break;
@@ -80,6 +92,24 @@ impl BlockStore {
             report.freed_bytes += f.bytes;
             report.remaining_entries -= 1;
             report.remaining_bytes -= f.bytes;
+        }
+        for (n, path) in index::newest_first(&self.root.join(INDEX_DIR))
+            .into_iter()
+            .enumerate()
+        {
+            let written = fs::symlink_metadata(&path).and_then(|m| m.modified());
+            let outlived = match (written, oldest_kept) {
+                (Ok(written), Some(oldest)) => written < oldest,
+                // Gone since the listing: nothing to do.
+                (Err(_), _) => continue,
+                (Ok(_), None) => true,
+            };
+            if n >= MAX_INDEX_FILES || outlived {
+                if !dry_run {
+                    remove(&path)?;
+                }
+                report.removed_index_files += 1;
+            }
         }
         Ok(report)
     }

@@ -134,3 +134,49 @@ fn prune_removes_least_recently_used_entries_first_down_to_the_bound() {
     }
     assert_eq!(store.clear(false).unwrap().remaining_entries, 0);
 }
+
+#[test]
+fn prune_drops_index_files_older_than_every_entry_left_and_past_the_newest_few() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(BlockStore::open(dir.path()).unwrap());
+    let cache = BlockCache::new(Arc::clone(&store), "ns");
+    cache
+        .compress_with(&[1; 8192], &mut Vec::new(), reverse)
+        .unwrap();
+    let entry = entries(dir.path()).remove(0);
+    let now = SystemTime::now();
+    File::options()
+        .write(true)
+        .open(&entry)
+        .unwrap()
+        .set_modified(now - Duration::from_secs(3600))
+        .unwrap();
+    // Index files written 2 hours ago (before the entry), and 6 since.
+    let index_dir = dir.path().join(index::INDEX_DIR);
+    fs::create_dir_all(&index_dir).unwrap();
+    let ages_minutes = [120u64, 50, 40, 30, 20, 10, 1];
+    for (i, age) in ages_minutes.iter().enumerate() {
+        let path = index_dir.join(format!("{i}{}", index::INDEX_SUFFIX));
+        let f = File::create(&path).unwrap();
+        f.set_modified(now - Duration::from_secs(60 * age)).unwrap();
+    }
+    let names = || {
+        let mut v: Vec<String> = fs::read_dir(&index_dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let dry = store.prune(None, None, true).unwrap();
+    assert_eq!(dry.removed_index_files, 3);
+    assert_eq!(names().len(), 7, "a dry run removes nothing");
+    store.prune(None, None, false).unwrap();
+    let kept: Vec<String> = (3..7).map(|i| format!("{i}.idx")).collect();
+    assert_eq!(names(), kept, "the newest four");
+    // No entries left: no index describes anything.
+    let r = store.clear(false).unwrap();
+    assert_eq!(r.removed_index_files, 4);
+    assert!(names().is_empty());
+}

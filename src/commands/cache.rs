@@ -220,8 +220,12 @@ fn print_report(
         human_bytes(report.remaining_bytes),
         cache.root().display()
     );
+    let index_files = match blocks.removed_index_files {
+        0 => String::new(),
+        n => format!(" and {n} segment index files"),
+    };
     println!(
-        "block cache: {} {} blocks ({}); {} blocks, {} left",
+        "block cache: {} {} blocks ({}){index_files}; {} blocks, {} left",
         verb,
         blocks.removed_entries,
         human_bytes(blocks.freed_bytes),

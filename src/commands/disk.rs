@@ -162,7 +162,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             let cache = out
                 .block_cache
                 .as_ref()
-                .map_or(String::new(), |s| format!("; {}", s.describe()));
+                .map_or(String::new(), |s| format!("; {}", s.describe("clusters")));
             eprintln!(
                 "osforge: wrote {} ({}, {} virtual){cache}",
                 out.path.display(),

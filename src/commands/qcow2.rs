@@ -126,7 +126,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         let cache = summary
             .block_cache
             .as_ref()
-            .map_or(String::new(), |s| format!("; {}", s.describe()));
+            .map_or(String::new(), |s| format!("; {}", s.describe("clusters")));
         format!(
             "wrote {} ({}, virtual {}, {} KiB clusters: {} stored, {} compressed with {}, {} zero, {} stored untried) in {:.1} s{cache}",
             args.out.display(),

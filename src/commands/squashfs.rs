@@ -168,7 +168,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         let cache = summary
             .block_cache
             .as_ref()
-            .map_or(String::new(), |s| format!("; {}", s.describe()));
+            .map_or(String::new(), |s| format!("; {}", s.describe("blocks")));
         format!(
             "wrote {} ({}, {} inodes, {} {} KiB blocks) from {} in {:.1} s; {} duplicate files, {} sparse, {} blocks stored raw untried{cache}",
             args.out.display(),

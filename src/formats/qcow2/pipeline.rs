@@ -25,8 +25,10 @@ use super::source::DiskSource;
 use crate::formats::Progress;
 
 /// Cluster buffers per worker: one being compressed, one waiting, and slack
-/// for the reorder window.
-const BUFFERS_PER_WORKER: usize = 2;
+/// for the reorder window. With a warm block cache one cluster may cost 20
+/// times another (compressed whole, or found whole), and with 2 per worker
+/// the others soon waited on the slow one.
+const BUFFERS_PER_WORKER: usize = 8;
 /// Extra buffers for the reader and the sink.
 const EXTRA_BUFFERS: usize = 2;
 

@@ -178,6 +178,10 @@ impl Qcow2Writer {
             &mut |guest_cluster, stored| image.add_cluster(guest_cluster, stored),
         )?;
         let mut summary = image.finish(input_bytes, self.opts.compression)?;
+        if let Some(cache) = &cache {
+            // Only once the image is whole: its index names entries that exist.
+            cache.write_segment_index();
+        }
         summary.raw_by_probe_clusters = raw_by_probe.load(Ordering::Relaxed);
         summary.block_cache = cache.as_ref().map(BlockCache::stats);
         Ok(summary)
