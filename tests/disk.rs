@@ -568,7 +568,7 @@ fn an_interrupted_build_leaves_no_image_and_no_scratch_files() {
         .collect();
     fs::write(rootfs.path().join("var/lib/data/large"), letters).unwrap();
     let image = work.path().join("disk.qcow2");
-    let mut child = support::osforge()
+    let child = support::osforge()
         .args([
             "disk",
             "--profile",
@@ -584,24 +584,22 @@ fn an_interrupted_build_leaves_no_image_and_no_scratch_files() {
         ])
         .arg(&image)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     // Long enough for the split trees and mke2fs to exist, not for the end.
     std::thread::sleep(Duration::from_millis(1500));
     // SAFETY: kill with a valid pid and signal.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-    let status = child.wait().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !status.success(),
+        !out.status.success(),
         "osforge finished before the signal; the test needs a slower build"
     );
     assert!(!image.exists());
-    let left: Vec<_> = fs::read_dir(work.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    let left: Vec<_> = walkdir(work.path());
+    assert!(left.is_empty(), "left behind: {left:?}\nstderr: {stderr}");
 }
 
 /// Debian's signed loaders on this machine (shim-signed, shim-helpers-amd64-signed,
@@ -694,4 +692,17 @@ fn secure_boot_puts_the_signed_shim_and_grub_on_the_esp_or_names_the_missing_pac
         &fs::read(&raw).unwrap()[..2],
         &fs::read("/usr/lib/grub/i386-pc/boot.img").unwrap()[..2]
     );
+}
+
+/// Every path below `dir`, for a message.
+fn walkdir(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        out.push(path.display().to_string());
+        if path.is_dir() && !path.is_symlink() {
+            out.extend(walkdir(&path));
+        }
+    }
+    out
 }

@@ -14,6 +14,28 @@ use std::sync::Mutex;
 
 static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Temporary paths being made and not yet registered ([`Creating`]).
+static IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Marks the making of a temporary path, from before it is created until
+/// it is registered: the signal handler runs on its own thread while the
+/// build goes on, and waits for these before it exits, so that a folder
+/// made just after the handler looked is not left behind (seen on a loaded
+/// machine).
+pub struct Creating(());
+
+impl Creating {
+    pub fn start() -> Creating {
+        IN_FLIGHT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Creating(())
+    }
+}
+
+impl Drop for Creating {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
 
 /// Whether a signal is being handled: the handler is cleaning up and will
 /// exit with 130, so an error the interruption caused elsewhere must not
@@ -22,11 +44,30 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
 }
 
+/// Parks the calling thread for good once a signal is being handled: work
+/// that goes on while the handler removes the temporaries would make new
+/// files in them (a loaded machine showed it). Called between steps.
+pub fn checkpoint() {
+    if interrupted() {
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
 pub fn register(path: &Path) {
     PENDING
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .push(path.to_path_buf());
+    if interrupted() {
+        // The handler may have looked already: remove it here, and make no
+        // more files in it while the handler finishes and exits.
+        remove_all();
+        loop {
+            std::thread::park();
+        }
+    }
 }
 
 pub fn unregister(path: &Path) {
@@ -53,9 +94,11 @@ impl Drop for Registered {
     }
 }
 
-/// Removes every registered path now (files or directory trees).
+/// Removes every registered path now (files or directory trees). They stay
+/// registered: the handler removes them again after the other threads had
+/// time to stop at a [`checkpoint`].
 pub fn remove_all() {
-    let pending = std::mem::take(&mut *PENDING.lock().unwrap_or_else(|e| e.into_inner()));
+    let pending = PENDING.lock().unwrap_or_else(|e| e.into_inner()).clone();
     for path in pending {
         if path.is_dir() {
             remove_dir_all_retrying(&path);
@@ -65,15 +108,20 @@ pub fn remove_all() {
     }
 }
 
-/// `remove_dir_all` that finishes the job when another thread removes parts
-/// of the same tree at the same time (the build's own error path does, as
-/// the interrupted stage fails): std gives up at the first entry that
-/// vanished under it, so it is run again until the tree is gone.
+/// `remove_dir_all` that finishes the job when other threads change the
+/// same tree meanwhile: the build's error path removes parts of it, and the
+/// thread that was writing it (splitting a rootfs into per-partition trees)
+/// goes on adding entries until its next one fails. std gives up at the
+/// first entry that vanished or appeared under it, so it is run again until
+/// the tree is gone, for up to a few seconds (a loaded machine once needed
+/// more than the 0.2 s this allowed before).
 pub fn remove_dir_all_retrying(path: &Path) {
-    for _ in 0..20 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
         match std::fs::remove_dir_all(path) {
             Ok(()) => return,
             Err(_) if std::fs::symlink_metadata(path).is_err() => return,
+            Err(_) if std::time::Instant::now() >= deadline => return,
             Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
         }
     }
@@ -84,6 +132,19 @@ pub fn install_signal_handler() {
     let _ = ctrlc::set_handler(|| {
         INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
         // Children first: a tar still unpacking would refill what is removed.
+        // The other threads go on until their next checkpoint, registration
+        // or child process: a few rounds remove what they made meanwhile.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        for _ in 0..3 {
+            super::process::kill_running();
+            remove_all();
+            while IN_FLIGHT.load(std::sync::atomic::Ordering::SeqCst) > 0
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         super::process::kill_running();
         remove_all();
         eprintln!("osforge: interrupted; partial outputs removed");

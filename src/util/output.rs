@@ -29,9 +29,11 @@ impl AtomicOutput {
             io::Error::new(io::ErrorKind::InvalidInput, "output path has no file name")
         })?;
         let prefix = format!(".{}.osforge-tmp-", name.to_string_lossy());
+        let creating = cleanup::Creating::start();
         let temp = tempfile::Builder::new().prefix(&prefix).tempfile_in(&dir)?;
         let (file, temp_path) = temp.keep().map_err(|e| e.error)?;
         cleanup::register(&temp_path);
+        drop(creating);
         Ok(AtomicOutput {
             file: Some(file),
             temp_path,

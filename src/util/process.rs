@@ -54,6 +54,8 @@ pub fn untrack_pid(pid: u32) {
 /// `cmd.output()`, tied to osforge and stoppable by the signal handler. As
 /// with `output()`, stdin is not inherited (mke2fs would ask on a terminal).
 pub fn output(cmd: &mut Command) -> std::io::Result<Output> {
+    // No new child once interrupted: it would refill what the handler removes.
+    super::cleanup::checkpoint();
     use std::process::Stdio;
     let child = die_with_parent(cmd)
         .stdin(Stdio::null())
@@ -72,6 +74,7 @@ pub fn output(cmd: &mut Command) -> std::io::Result<Output> {
 
 /// `cmd.status()`, tied to osforge and stoppable by the signal handler.
 pub fn status(cmd: &mut Command) -> std::io::Result<ExitStatus> {
+    super::cleanup::checkpoint();
     let mut child = die_with_parent(cmd).spawn()?;
     track(&child);
     let result = child.wait();

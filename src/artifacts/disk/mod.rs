@@ -223,6 +223,7 @@ pub fn write(
     steps.done("measure");
 
     // Nothing was written so far; from here on, scratch files and the output.
+    let creating = crate::util::cleanup::Creating::start();
     let scratch = tempfile::Builder::new()
         .prefix(".osforge-disk-")
         .tempdir_in(img.scratch_parent)
@@ -233,6 +234,7 @@ pub fn write(
             )
         })?;
     let _registered = crate::util::cleanup::Registered::new(scratch.path());
+    drop(creating);
     let trees_dir = scratch.path().join("trees");
     std::fs::create_dir(&trees_dir)?;
     let trees = tree::SplitTree::build(img.rootfs, &plan, &trees_dir)
@@ -416,7 +418,12 @@ fn make_filesystems(
         let handles: Vec<_> = plan
             .partitions
             .iter()
-            .map(|p| scope.spawn(move || make_filesystem(img, p, trees, scratch, esp_files)))
+            .map(|p| {
+                scope.spawn(move || {
+                    crate::util::cleanup::checkpoint();
+                    make_filesystem(img, p, trees, scratch, esp_files)
+                })
+            })
             .collect();
         handles
             .into_iter()
@@ -530,6 +537,7 @@ impl Steps {
     }
 
     fn done(&mut self, name: &str) {
+        crate::util::cleanup::checkpoint();
         let now = Instant::now();
         self.list
             .push((name.to_string(), (now - self.started).as_secs_f64()));
