@@ -40,9 +40,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) if osforge::util::cleanup::interrupted() => {
             // The signal handler is removing temporaries and exits with 130.
-            loop {
-                std::thread::park();
-            }
+            osforge::util::cleanup::park_forever()
         }
         Err(err) => {
             // One line: the chain joined with ": ", as `{:#}` prints it.

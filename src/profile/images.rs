@@ -42,24 +42,11 @@ pub struct PreloadImage {
     pub tls_verify: bool,
 }
 
-impl PreloadImage {
-    /// `auth`'s user and password, for skopeo.
-    pub fn credentials(&self) -> Option<(String, String)> {
-        self.auth.as_deref().and_then(decode_auth)
-    }
-}
-
-/// `user:password` from BOSH's base64 `auth`; `None` when it is not that.
+/// `user:password` from BOSH's base64 `auth`, with a user; `None` when it
+/// is not that.
 fn decode_auth(auth: &str) -> Option<(String, String)> {
-    let bytes = crate::util::base64::decode(auth.trim())?;
-    let text = String::from_utf8(bytes).ok()?;
-    let (user, password) = text.split_once(':')?;
-    (!user.is_empty()).then(|| (user.to_string(), password.to_string()))
+    crate::util::base64::decode_user_password(auth).filter(|(user, _)| !user.is_empty())
 }
-
-/// Shorter passwords would be hidden wherever the same few characters
-/// appear in a log line (the same bound as `secret:` variables).
-const MIN_HIDDEN_LEN: usize = 8;
 
 pub(crate) fn freeze_images(
     docs: &[PreloadImageDoc],
@@ -123,7 +110,9 @@ pub(crate) fn freeze_images(
                         "not base64 of user:password (as BOSH import-images takes it: echo -n user:password | base64) nor {file: auth.json}",
                     ));
                 };
-                if password.len() >= MIN_HIDDEN_LEN {
+                // Shorter passwords would be hidden wherever the same few
+                // characters appear in a log line (secret: variables' bound).
+                if password.len() >= super::secrets::MIN_LEN {
                     crate::util::redact::register_secret(&password);
                 }
                 Some(auth.to_string())

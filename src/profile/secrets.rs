@@ -30,7 +30,7 @@ use super::node::{Node, Value};
 pub const ENV_PREFIX: &str = "OSFORGE_SECRET_";
 
 /// Shorter values would be hidden wherever the same few characters appear.
-const MIN_LEN: usize = 8;
+pub(crate) const MIN_LEN: usize = 8;
 
 /// Replaces every `{secret: {...}}` variable in `tree` by its value and
 /// registers the value for hiding; returns the names of those variables.

@@ -193,10 +193,9 @@ fn credentials_in(authfile: &Path) -> Vec<String> {
             }
             let decoded = entry["auth"]
                 .as_str()
-                .and_then(crate::util::base64::decode)
-                .and_then(|d| String::from_utf8(d).ok());
-            if let Some((_, password)) = decoded.as_deref().and_then(|d| d.split_once(':')) {
-                found.push(password.to_string());
+                .and_then(crate::util::base64::decode_user_password);
+            if let Some((_, password)) = decoded {
+                found.push(password);
             }
         }
     }

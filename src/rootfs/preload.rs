@@ -170,7 +170,7 @@ pub fn name_for_containerd(
             let mut named = entry.clone();
             let mut annotations = serde_json::Map::new();
             annotations.insert(CONTAINERD_NAME.into(), tag.clone().into());
-            if let Some(short) = tag_part(tag) {
+            if let Some(short) = crate::util::image_ref::tag(tag) {
                 annotations.insert(REF_NAME.into(), short.into());
             }
             named["annotations"] = annotations.into();
@@ -181,13 +181,6 @@ pub fn name_for_containerd(
     fs::write(&path, serde_json::to_vec(&index)?)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(digests)
-}
-
-/// The tag of a qualified name (`1.25` of `docker.io/library/nginx:1.25`).
-fn tag_part(name: &str) -> Option<&str> {
-    let name = name.split('@').next()?;
-    let last = &name[name.rfind('/').map_or(0, |i| i + 1)..];
-    last.split_once(':').map(|(_, tag)| tag)
 }
 
 /// Writes the layout as one archive, the listing, the import script and
@@ -314,15 +307,6 @@ WantedBy=multi-user.target kubelet.service
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tags_are_the_part_after_the_repository() {
-        assert_eq!(tag_part("docker.io/library/nginx:1.25"), Some("1.25"));
-        assert_eq!(tag_part("localhost:5000/app:1"), Some("1"));
-        assert_eq!(tag_part("localhost:5000/app"), None);
-        let digest = format!("r.io/a@sha256:{}", "0".repeat(64));
-        assert_eq!(tag_part(&digest), None);
-    }
 
     #[test]
     fn the_layout_names_each_image_and_retag_for_containerd() {

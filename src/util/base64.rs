@@ -21,6 +21,14 @@ pub fn encode(bytes: &[u8]) -> String {
     out
 }
 
+/// The user and password of an auth.json `auth` value (base64 of
+/// `user:password`, also BOSH import-images' form); `None` when it is not that.
+pub fn decode_user_password(auth: &str) -> Option<(String, String)> {
+    let text = String::from_utf8(decode(auth.trim())?).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
 /// `None` for anything that is not base64; padding is optional.
 pub fn decode(text: &str) -> Option<Vec<u8>> {
     let mut bits = 0u32;

@@ -49,9 +49,14 @@ pub fn interrupted() -> bool {
 /// files in them (a loaded machine showed it). Called between steps.
 pub fn checkpoint() {
     if interrupted() {
-        loop {
-            std::thread::park();
-        }
+        park_forever();
+    }
+}
+
+/// Blocks the calling thread until the signal handler's `exit` ends osforge.
+pub fn park_forever() -> ! {
+    loop {
+        std::thread::park();
     }
 }
 
@@ -64,9 +69,7 @@ pub fn register(path: &Path) {
         // The handler may have looked already: remove it here, and make no
         // more files in it while the handler finishes and exits.
         remove_all();
-        loop {
-            std::thread::park();
-        }
+        park_forever();
     }
 }
 
@@ -109,12 +112,10 @@ pub fn remove_all() {
 }
 
 /// `remove_dir_all` that finishes the job when other threads change the
-/// same tree meanwhile: the build's error path removes parts of it, and the
-/// thread that was writing it (splitting a rootfs into per-partition trees)
-/// goes on adding entries until its next one fails. std gives up at the
-/// first entry that vanished or appeared under it, so it is run again until
-/// the tree is gone, for up to a few seconds (a loaded machine once needed
-/// more than the 0.2 s this allowed before).
+/// same tree meanwhile: the build's error path removes parts of it, and a
+/// thread not yet at its [`checkpoint`] may still add entries. std gives up
+/// at the first entry that vanished or appeared under it, so it is run
+/// again until the tree is gone, for up to a few seconds.
 pub fn remove_dir_all_retrying(path: &Path) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {

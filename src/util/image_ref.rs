@@ -27,16 +27,7 @@ pub fn normalize(name: &str) -> Result<String, String> {
         }
         None => (name, None),
     };
-    // A tag is after the last ':' that follows the last '/' (a ':' before
-    // it is a registry's port).
-    let last_slash = remainder.rfind('/').map_or(0, |i| i + 1);
-    let (repository, tag) = match remainder[last_slash..].rfind(':') {
-        Some(i) => (
-            &remainder[..last_slash + i],
-            Some(&remainder[last_slash + i + 1..]),
-        ),
-        None => (remainder, None),
-    };
+    let (repository, tag) = split_tag(remainder);
     if let Some(tag) = tag {
         check_tag(tag)?;
     }
@@ -72,6 +63,22 @@ pub fn normalize(name: &str) -> Result<String, String> {
         out.push_str(digest);
     }
     Ok(out)
+}
+
+/// The repository and the tag of a name without its digest. A tag is after
+/// the last ':' that follows the last '/' (a ':' before it is a registry's
+/// port).
+fn split_tag(name: &str) -> (&str, Option<&str>) {
+    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
+    match name[last_slash..].rfind(':') {
+        Some(i) => (&name[..last_slash + i], Some(&name[last_slash + i + 1..])),
+        None => (name, None),
+    }
+}
+
+/// The tag of a name (`1.25` of `docker.io/library/nginx:1.25`), if it has one.
+pub fn tag(name: &str) -> Option<&str> {
+    split_tag(name.split('@').next().unwrap_or(name)).1
 }
 
 /// The registry host (with port) of a normalised name.
@@ -185,6 +192,10 @@ mod tests {
             format!("r.io/x:1@{digest}")
         );
         assert_eq!(domain("localhost:5000/app:1"), "localhost:5000");
+        assert_eq!(tag("docker.io/library/nginx:1.25"), Some("1.25"));
+        assert_eq!(tag("localhost:5000/app:1"), Some("1"));
+        assert_eq!(tag("localhost:5000/app"), None);
+        assert_eq!(tag(&format!("r.io/a@{digest}")), None);
     }
 
     #[test]

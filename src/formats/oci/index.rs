@@ -106,7 +106,7 @@ pub fn merge_archives<W: Write>(
                 entry.read_to_end(&mut bytes).map_err(reading)?;
                 check(input, &name, named, Digest::of(&bytes))?;
                 if written.insert(named) {
-                    append(&mut tar, &name, &bytes[..], size)?;
+                    append_bytes(&mut tar, &name, &bytes)?;
                 }
                 kept.insert(named, bytes);
             } else if written.insert(named) {
@@ -147,7 +147,7 @@ pub fn merge_archives<W: Write>(
     let index_digest = Digest::of(&index_bytes);
     if written.insert(index_digest) {
         let name = PathBuf::from(format!("blobs/sha256/{}", index_digest.hex()));
-        append(&mut tar, &name, &index_bytes[..], index_bytes.len() as u64)?;
+        append_bytes(&mut tar, &name, &index_bytes)?;
     }
     let top = Index {
         schema_version: 2,
@@ -161,22 +161,12 @@ pub fn merge_archives<W: Write>(
         }],
     };
     let top = serde_json::to_vec(&top).expect("an index serialises");
-    append(
-        &mut tar,
-        Path::new("index.json"),
-        &top[..],
-        top.len() as u64,
-    )?;
+    append_bytes(&mut tar, Path::new("index.json"), &top)?;
     let layout = serde_json::to_vec(&ImageLayout {
         version: spec::LAYOUT_VERSION.into(),
     })
     .expect("serialises");
-    append(
-        &mut tar,
-        Path::new("oci-layout"),
-        &layout[..],
-        layout.len() as u64,
-    )?;
+    append_bytes(&mut tar, Path::new("oci-layout"), &layout)?;
     let counting = tar.into_inner().map_err(Error::Writing)?;
     Ok(IndexSummary {
         digest: index_digest.to_string(),
@@ -258,6 +248,14 @@ fn append<W: Write>(
     header.set_entry_type(tar::EntryType::Regular);
     tar.append_data(&mut header, name, data)
         .map_err(Error::Writing)
+}
+
+fn append_bytes<W: Write>(
+    tar: &mut tar::Builder<W>,
+    name: &Path,
+    bytes: &[u8],
+) -> Result<(), Error> {
+    append(tar, name, bytes, bytes.len() as u64)
 }
 
 struct CountingWriter<W> {
