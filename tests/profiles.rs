@@ -905,3 +905,53 @@ fn files_a_profile_names_stay_inside_its_folder() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The README's own examples: every OS value may be a template, typed ones
+/// (`uid`, `sudo`) and checked ones (`hostname`, `timezone`, `password_hash`)
+/// included. Each file is checked alone first; a templated value is checked
+/// once rendered, and a bad rendered value still names the file, line and key.
+#[test]
+fn templated_os_values_pass_the_per_file_check_and_are_checked_once_rendered() {
+    let sandbox = Sandbox::new();
+    let hash = format!("$6$saltsalt${}", "a".repeat(86));
+    sandbox.write(
+        "profiles/templated.yaml",
+        &format!(
+            "inherits: [base]\n\
+             variables: {{name: edge-1, zone: Europe/Berlin, id: 1500, admin: true, admin_hash: '{hash}', lang: de_DE.UTF-8}}\n\
+             hostname: \"{{{{ name }}}}\"\n\
+             timezone: \"{{{{ zone }}}}\"\n\
+             locale: \"{{{{ lang }}}}\"\n\
+             users: [{{name: ops, uid: \"{{{{ id }}}}\", sudo: \"{{{{ admin }}}}\", password_hash: \"{{{{ admin_hash }}}}\"}}]\n"
+        ),
+    );
+    let p = sandbox.load("templated", &[]);
+    assert_eq!(p.os.hostname.to_string(), "edge-1");
+    assert_eq!(p.os.timezone.to_string(), "Europe/Berlin");
+    assert_eq!(p.os.locale.to_string(), "de_DE.UTF-8");
+    assert_eq!(p.os.users[0].uid, Some(1500));
+    assert_eq!(
+        p.os.users[0].password_hash.as_ref().map(|h| h.to_string()),
+        Some(hash.clone())
+    );
+    let renamed = sandbox.load("templated", &[("name", "edge-2")]);
+    assert_eq!(renamed.os.hostname.to_string(), "edge-2");
+
+    // Rendered, then checked: the error points at the templated line.
+    let out = sandbox.osforge(&[
+        "render",
+        "--profile",
+        "templated",
+        "--var",
+        "zone=Not/A Zone",
+    ]);
+    let stderr = assert_one_line_error(&out, "templated.yaml:4", "timezone");
+    assert!(stderr.contains("is not a time zone name"), "{stderr}");
+    // A typo next to a template is still a typo.
+    sandbox.write(
+        "profiles/typo.yaml",
+        "inherits: [base]\nvariables: {id: 7}\nusers: [{name: ops, uid: \"{{ id }}\", shel: /bin/sh}]\n",
+    );
+    let out = sandbox.osforge(&["render", "--profile", "typo"]);
+    assert_one_line_error(&out, "typo.yaml:3", "users[0].shel");
+}

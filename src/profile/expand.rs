@@ -51,6 +51,33 @@ fn is_template(text: &str) -> bool {
     text.contains("{{") || text.contains("{%") || text.contains("{#")
 }
 
+/// `tree` without the OS keys that hold a template anywhere, for checking
+/// one file alone: `uid: "{{ id }}"` or `hostname: "{{ name }}"` can only be
+/// checked once rendered, which happens on the merged tree (whose check
+/// names the same file, line and key). None when nothing is templated.
+pub(crate) fn without_templated_os_values(tree: &Node) -> Option<Node> {
+    fn templated(node: &Node) -> bool {
+        match &node.value {
+            Value::Str(text) => is_template(text),
+            Value::Seq(items) => items.iter().any(templated),
+            Value::Map(entries) => entries.iter().any(|e| templated(&e.value)),
+            _ => false,
+        }
+    }
+    let Value::Map(entries) = &tree.value else {
+        return None;
+    };
+    let skip = |e: &super::node::Entry| OS_KEYS.contains(&e.key.as_str()) && templated(&e.value);
+    if !entries.iter().any(skip) {
+        return None;
+    }
+    let mut copy = tree.clone();
+    if let Value::Map(entries) = &mut copy.value {
+        entries.retain(|e| !skip(e));
+    }
+    Some(copy)
+}
+
 /// Renders the OS values of `tree` in place; returns what was templated.
 pub(crate) fn render_os_values(
     tree: &mut Node,

@@ -188,7 +188,11 @@ impl ProfileFile {
                 .origin
                 .error(format!("a profile is a map of keys, not {}", tree.kind())));
         }
-        let doc: ProfileDoc = from_node(&tree)?;
+        // Templated OS values are checked once rendered, after the merge.
+        let doc: ProfileDoc = match super::expand::without_templated_os_values(&tree) {
+            Some(untemplated) => from_node(&untemplated)?,
+            None => from_node(&tree)?,
+        };
         Ok(ProfileFile {
             path: path.to_path_buf(),
             tree,
