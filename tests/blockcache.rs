@@ -368,11 +368,24 @@ fn corrupt_segment_sources_and_index_files_are_reported_and_the_image_is_still_r
     same_file(&image("b-cold"), &image("b-warm"));
     assert_eq!(stat(&warm, "corrupt_entries"), 2, "{warm}");
     for p in [flipped, truncated] {
+        // Not this image's blocks, so nothing to write back: removed, and
+        // the warning says so.
         assert!(
-            stderr.contains(&format!("block cache entry {} was corrupt", p.display())),
+            stderr.contains(&format!(
+                "block cache entry {} was corrupt (checksum); removed",
+                p.display()
+            )),
             "{stderr}"
         );
+        assert!(!p.exists(), "{} is still in the store", p.display());
     }
+    assert_eq!(
+        warm["block_cache"]["removed_paths"]
+            .as_array()
+            .map(Vec::len),
+        Some(2),
+        "{warm}"
+    );
     assert!(stat(&warm, "reused_segments") > 100 * 13, "{warm}");
 
     // An index file flipped or cut short: reported, removed, not read.

@@ -224,10 +224,15 @@ pub struct Stats {
     #[serde(skip_serializing_if = "is_zero")]
     pub compressed_segments: u64,
     /// Entries (and segment index files) that failed their checksum:
-    /// recomputed and replaced (index files: removed).
+    /// recomputed and replaced, or removed (see `removed_paths`).
     pub corrupt_entries: u64,
     /// The first of them, by path.
     pub corrupt_paths: Vec<PathBuf>,
+    /// Of `corrupt_paths`, those removed and not written again: segment
+    /// index files, and entries found through the index (their block is not
+    /// this image's, so a later build that has it stores it again).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub removed_paths: Vec<PathBuf>,
     /// Entries that could not be written (the image is still correct).
     pub write_errors: u64,
     pub first_write_error: Option<String>,
@@ -245,8 +250,17 @@ struct Counters {
     reused_segments: AtomicU64,
     compressed_segments: AtomicU64,
     write_errors: AtomicU64,
-    /// Corrupt entries (all of them counted) and the first write error.
-    notes: Mutex<(u64, Vec<PathBuf>, Option<String>)>,
+    notes: Mutex<Notes>,
+}
+
+/// Corrupt entries (all of them counted, the first ones named, and which of
+/// those were removed rather than replaced) and the first write error.
+#[derive(Default)]
+struct Notes {
+    corrupt: u64,
+    named: Vec<PathBuf>,
+    removed: Vec<PathBuf>,
+    first_write_error: Option<String>,
 }
 
 /// One image's view of the store: the namespace its keys are made in, and
@@ -326,41 +340,58 @@ impl BlockCache {
             .notes
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        notes.2.get_or_insert_with(|| e.to_string());
+        notes.first_write_error.get_or_insert_with(|| e.to_string());
     }
 
+    /// A corrupt entry this image recomputes and writes again.
     fn note_corrupt(&self, path: PathBuf) {
+        self.note_corrupt_as(path, false);
+    }
+
+    /// A corrupt entry or index file that was removed, not replaced: found
+    /// through the segment index, without the block it holds.
+    fn note_removed(&self, path: PathBuf) {
+        self.note_corrupt_as(path, true);
+    }
+
+    fn note_corrupt_as(&self, path: PathBuf, removed: bool) {
         let mut notes = self
             .counters
             .notes
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         // Two workers may both read one corrupt entry before it is replaced.
-        if notes.1.contains(&path) {
+        if notes.named.contains(&path) {
             return;
         }
-        notes.0 += 1;
-        if notes.1.len() < MAX_NAMED_CORRUPT {
-            notes.1.push(path);
+        notes.corrupt += 1;
+        if notes.named.len() < MAX_NAMED_CORRUPT {
+            if removed {
+                notes.removed.push(path.clone());
+            }
+            notes.named.push(path);
         }
     }
 
     pub fn stats(&self) -> Stats {
         let c = &self.counters;
         let notes = c.notes.lock().unwrap_or_else(|e| e.into_inner());
-        let mut corrupt_paths = notes.1.clone();
+        let mut corrupt_paths = notes.named.clone();
+        let mut removed_paths = notes.removed.clone();
         // Workers race; the report should not depend on which came first.
         corrupt_paths.sort();
+        removed_paths.sort();
         Stats {
             reused_blocks: c.reused_blocks.load(Ordering::Relaxed),
             reused_bytes: c.reused_bytes.load(Ordering::Relaxed),
             compressed_blocks: c.compressed_blocks.load(Ordering::Relaxed),
             reused_segments: c.reused_segments.load(Ordering::Relaxed),
             compressed_segments: c.compressed_segments.load(Ordering::Relaxed),
-            corrupt_entries: notes.0,
+            corrupt_entries: notes.corrupt,
             corrupt_paths,
+            removed_paths,
             write_errors: c.write_errors.load(Ordering::Relaxed),
-            first_write_error: notes.2.clone(),
+            first_write_error: notes.first_write_error.clone(),
         }
     }
 }
@@ -385,7 +416,7 @@ impl Stats {
         }
         if self.corrupt_entries > 0 {
             s.push_str(&format!(
-                ", {} corrupt entries recomputed",
+                ", {} corrupt entries recomputed or removed",
                 self.corrupt_entries
             ));
         }
@@ -407,6 +438,11 @@ impl Stats {
                 if p.parent().and_then(Path::file_name) == Some(index::INDEX_DIR.as_ref()) {
                     format!(
                         "block cache segment index {} was corrupt (checksum); removed",
+                        p.display()
+                    )
+                } else if self.removed_paths.contains(p) {
+                    format!(
+                        "block cache entry {} was corrupt (checksum); removed (its segments were compressed anew)",
                         p.display()
                     )
                 } else {

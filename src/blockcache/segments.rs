@@ -188,6 +188,9 @@ impl BlockCache {
     /// Writes the segment index file for what this image's blocks hold, so
     /// that later builds find their segments. Call once, after the last
     /// block; a failure is counted as a write error (the image is right).
+    /// Written even when every block was reused whole: only the newest index
+    /// files are read, and the newest image must stay findable after others
+    /// were built from the same store.
     pub fn write_segment_index(&self) {
         let pending = std::mem::take(&mut *self.pending());
         if pending.is_empty() {
@@ -222,7 +225,7 @@ impl BlockCache {
         let index = self.segments.index.get_or_init(|| {
             let (index, corrupt) = Index::open(self.store.root());
             for path in corrupt {
-                self.note_corrupt(path);
+                self.note_removed(path);
             }
             index
         });
@@ -242,7 +245,7 @@ impl BlockCache {
                             // Not ours to recompute (we lack its block): gone,
                             // so that no later build trips on it.
                             let _ = std::fs::remove_file(&path);
-                            self.note_corrupt(path);
+                            self.note_removed(path);
                             continue;
                         }
                         // Pruned since the index was written, or not a
