@@ -10,7 +10,7 @@
 //! its files hard-linked (the stage only adds files), so it costs the
 //! images' size, not another copy of the rootfs.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 
@@ -42,27 +42,21 @@ pub(super) fn prepare(req: &BuildRequest, log: &Log) -> anyhow::Result<Option<Pr
     if req.profile.images.is_empty() {
         return Ok(None);
     }
-    let private = if req.profile.images.iter().any(|i| i.auth.is_some()) {
-        let parent = req.cache.root().join("tmp");
-        std::fs::create_dir_all(&parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-        Some(
-            tempfile::Builder::new()
-                .prefix("images-auth-")
-                .tempdir_in(&parent)
-                .with_context(|| format!("creating a folder in {}", parent.display()))?,
-        )
-    } else {
-        None
-    };
+    // Made with the first `auth:`; holds the auth files written from them.
+    let mut private: Option<tempfile::TempDir> = None;
     let mut images = Vec::new();
     for (i, image) in req.profile.images.iter().enumerate() {
-        let authfile = preload::authfile_for(
-            image,
-            i,
-            private.as_ref().map_or(Path::new("."), |d| d.path()),
-            req.push_authfile.as_deref(),
-        )?;
+        let authfile = match &image.auth {
+            Some(auth) => {
+                let dir = match &private {
+                    Some(dir) => dir,
+                    None => private.insert(private_folder(req)?),
+                };
+                Some(preload::write_authfile(&image.name, auth, i, dir.path())?)
+            }
+            // The profile's authfile, else --authfile.
+            None => image.authfile.clone().or(req.push_authfile.clone()),
+        };
         let registry_digest = preload::registry_digest(image, authfile.as_deref(), &req.network)
             .map_err(|e| {
                 crate::error::InputError(format!(
@@ -85,6 +79,16 @@ pub(super) fn prepare(req: &BuildRequest, log: &Log) -> anyhow::Result<Option<Pr
         _private: private,
         images,
     }))
+}
+
+/// A folder of the builder's own, under the cache, for credentials.
+fn private_folder(req: &BuildRequest) -> anyhow::Result<tempfile::TempDir> {
+    let parent = req.cache.root().join("tmp");
+    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    tempfile::Builder::new()
+        .prefix("images-auth-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("creating a folder in {}", parent.display()))
 }
 
 /// Bakes the images into a stage on `current`; returns it (or `current`

@@ -68,19 +68,15 @@ pub fn check_containerd(root: &Path) -> anyhow::Result<()> {
     )
 }
 
-/// A containers `auth.json` for `image` in `dir`, when the profile gives
-/// `auth`; else the profile's `authfile`, else `default` (`--authfile`).
-/// The file is private to the builder and never goes into the image.
-pub fn authfile_for(
-    image: &PreloadImage,
+/// Writes a containers `auth.json` for `image`'s `auth` into `dir` (the
+/// builder's private folder; the file never goes into the image).
+pub fn write_authfile(
+    image_name: &str,
+    auth: &str,
     index: usize,
     dir: &Path,
-    default: Option<&Path>,
-) -> anyhow::Result<Option<PathBuf>> {
-    let Some(auth) = &image.auth else {
-        return Ok(image.authfile.clone().or(default.map(Path::to_path_buf)));
-    };
-    let registry = crate::util::image_ref::domain(&image.name);
+) -> anyhow::Result<PathBuf> {
+    let registry = crate::util::image_ref::domain(image_name);
     let json = serde_json::json!({ "auths": { registry: { "auth": auth } } });
     let path = dir.join(format!("auth-{index}.json"));
     let mut file = fs::OpenOptions::new()
@@ -91,7 +87,7 @@ pub fn authfile_for(
         .with_context(|| format!("creating {}", path.display()))?;
     file.write_all(json.to_string().as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
-    Ok(Some(path))
+    Ok(path)
 }
 
 /// The registry's digest of `image` (asked before any stage runs: a wrong
