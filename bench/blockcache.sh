@@ -11,11 +11,15 @@
 #
 # Prints times and the ratios the issue sets targets for:
 #   cold squashfs / mksquashfs <= 0.90; warm rebuild / cold: squashfs <= 0.15,
-#   qcow2 <= 0.30.
+#   qcow2 <= 0.30 (the disk's qcow2 step, which the store speeds up; the
+#   whole command's ratio is printed too, with the fixed rest: mke2fs, split
+#   trees, GRUB, scratch removal).
 #
 #   ROOTFS=/a/configured/root bench/blockcache.sh [WORKDIR]
 #   env: PACKAGE=htop JOBS=2 PROFILE=qcow2-host OSFORGE=path
 #        PARTS="squashfs qcow2" (either alone to run just that part)
+#        REPEAT=N: mksquashfs and the cold osforge run N times, alternately;
+#        the fastest of each is kept (a VM's speed drifts by 20 % and more)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,6 +28,7 @@ package=${PACKAGE:-htop}
 jobs=${JOBS:-$(nproc)}
 profile=${PROFILE:-qcow2-host}
 parts=${PARTS:-squashfs qcow2}
+repeat=${REPEAT:-1}
 work=${1:-$(mktemp -d "${TMPDIR:-/tmp}/osforge-blockcache-bench.XXXXXX")}
 epoch=1700000000
 [[ -d $rootfs ]] || { echo "bench: ROOTFS=$rootfs is not a directory (bench/squashfs.sh builds one)" >&2; exit 1; }
@@ -65,7 +70,7 @@ echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 # machine shared with other work the CPU seconds are the steadier figure.
 declare -A wall cpu
 timed() {
-    local name=$1; shift
+    local name=$1 w u s; shift
     tar -cf /dev/null -C "$rootfs" . 2>/dev/null || true # same page-cache state
     /usr/bin/time -o "$work/$name.time" -f "%e %U %S" "$@" >"$work/$name.out" 2>"$work/$name.err" ||
         { cat "$work/$name.err" >&2; exit 1; }
@@ -73,6 +78,17 @@ timed() {
     wall[$name]=$w
     cpu[$name]=$(echo "$u + $s" | bc)
     printf '%-28s wall %8.2f s   cpu %8.2f s\n' "$name" "${wall[$name]}" "${cpu[$name]}"
+}
+# timed_best NAME CMD...: like timed, but keeps the run with the lowest wall
+# time when called again (REPEAT alternates the runs being compared, so that
+# a machine whose speed drifts treats both alike).
+timed_best() {
+    local name=$1 w c
+    w=${wall[$name]:-} c=${cpu[$name]:-}
+    timed "$@"
+    if [[ -n $w ]] && (($(echo "$w < ${wall[$name]}" | bc -l))); then
+        wall[$name]=$w cpu[$name]=$c
+    fi
 }
 ratio() { echo "scale=3; $1 / $2" | bc; }
 verdict() { if (($(echo "$1 <= $2" | bc -l))); then echo ok; else echo MISSED; fi; }
@@ -89,10 +105,13 @@ echo
 echo "== squashfs: zstd 15, 128K blocks"
 sq_store=$work/store-squashfs
 rm -rf "$sq_store" "$work"/*.sqfs
-timed mksquashfs-A mksquashfs "$rootfs" "$work/mksquashfs-A.sqfs" -noappend -no-progress -quiet \
-    -comp zstd -Xcompression-level 15 -b 128K -processors "$jobs" -always-use-fragments
 sq=("$osforge" --json squashfs --comp zstd --level 15 --block-size 128K --jobs "$jobs" --mtime "$epoch")
-timed osforge-A-cold "${sq[@]}" "$rootfs" "$work/A-cold.sqfs"
+for _ in $(seq "$repeat"); do
+    timed_best mksquashfs-A mksquashfs "$rootfs" "$work/mksquashfs-A.sqfs" -noappend -no-progress -quiet \
+        -comp zstd -Xcompression-level 15 -b 128K -processors "$jobs" -always-use-fragments
+    rm -f "$work/A-cold.sqfs"
+    timed_best osforge-A-cold "${sq[@]}" "$rootfs" "$work/A-cold.sqfs"
+done
 timed osforge-A-filling-store "${sq[@]}" "$rootfs" "$work/A-store.sqfs" --block-cache "$sq_store"
 timed osforge-B-warm "${sq[@]}" "$tree_b" "$work/B-warm.sqfs" --block-cache "$sq_store"
 timed osforge-B-cold "${sq[@]}" "$tree_b" "$work/B-cold.sqfs"
@@ -129,7 +148,14 @@ for run in disk-B-cold disk-B-warm; do
 done
 echo "B warm: $(json "$work/disk-B-warm.out" 'd["disk"]["outputs"][0]["block_cache"]')"
 ratios "disk filling the store / cold" disk-A-filling-store disk-A-cold 1.05
-ratios "disk warm rebuild / cold (B)" disk-B-warm disk-B-cold 0.30
+step() { json "$work/$1.out" "dict(d['disk']['steps'])['$2']"; }
+w=$(step disk-B-warm qcow2) c=$(step disk-B-cold qcow2)
+echo "ratio qcow2 step, warm rebuild / cold (B): $(ratio "$w" "$c") (target <= 0.30:" \
+    "$(verdict "$(ratio "$w" "$c")" 0.30)); ${w} s vs ${c} s"
+ratios "whole disk command, warm rebuild / cold (B)" disk-B-warm disk-B-cold 0.30
+fixed='sum(s for n, s in d["disk"]["steps"] if n != "qcow2")'
+echo "the rest of the warm rebuild (plan, GRUB, measure, split, mkfs, scratch removal):" \
+    "$(json "$work/disk-B-warm.out" "round($fixed, 2)") s; cold: $(json "$work/disk-B-cold.out" "round($fixed, 2)") s"
 echo "sizes: A $(stat -c %s "$work/A-cold.qcow2"), B $(stat -c %s "$work/B-cold.qcow2") bytes;" \
     "qcow2 store $(du -sh "$q_store" | cut -f1)"
 fi

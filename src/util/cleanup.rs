@@ -128,6 +128,41 @@ pub fn remove_dir_all_retrying(path: &Path) {
     }
 }
 
+/// A folder being removed on a thread of its own; dropping this waits until
+/// it is gone. For scratch trees that are done with while the build goes on
+/// (the disk's split trees: tens of thousands of hard links, a second or two
+/// of unlinking that the qcow2 step overlaps). An interruption meanwhile is
+/// safe: the handler's own removal and this one both retry until the tree is
+/// gone, and this thread makes nothing.
+pub struct BackgroundRemoval(Option<std::thread::JoinHandle<()>>);
+
+impl BackgroundRemoval {
+    pub fn start(path: PathBuf) -> BackgroundRemoval {
+        let spawned = std::thread::Builder::new()
+            .name("osforge-remove".into())
+            .spawn({
+                let path = path.clone();
+                move || remove_dir_all_retrying(&path)
+            });
+        match spawned {
+            Ok(handle) => BackgroundRemoval(Some(handle)),
+            // No thread to be had: remove it here instead.
+            Err(_) => {
+                remove_dir_all_retrying(&path);
+                BackgroundRemoval(None)
+            }
+        }
+    }
+}
+
+impl Drop for BackgroundRemoval {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
 /// Installs the SIGINT/SIGTERM/SIGHUP handler. Safe to call more than once.
 pub fn install_signal_handler() {
     let _ = ctrlc::set_handler(|| {

@@ -265,6 +265,8 @@ pub fn write(
     steps.done("split");
 
     let parts = make_filesystems(img, &plan, &trees, scratch.path(), &esp_files)?;
+    // Dropped before `scratch`, which then finds the trees gone.
+    let trees_removal = crate::util::cleanup::BackgroundRemoval::start(trees_dir);
     steps.done("mkfs");
 
     let mbr = ProtectiveMbr {
@@ -324,6 +326,11 @@ pub fn write(
             .with_context(|| format!("moving {} into place", summary.path.display()))?;
         summaries.push(summary);
     }
+    // Timed as a step of its own: unlinking the trees and the filesystem
+    // images is a fixed part of every rebuild.
+    drop(trees_removal);
+    drop(scratch);
+    steps.done("remove scratch");
 
     Ok(DiskSummary {
         outputs: summaries,
