@@ -150,8 +150,8 @@ echo "B warm: $(json "$work/disk-B-warm.out" 'd["disk"]["outputs"][0]["block_cac
 ratios "disk filling the store / cold" disk-A-filling-store disk-A-cold 1.05
 step() { json "$work/$1.out" "dict(d['disk']['steps'])['$2']"; }
 w=$(step disk-B-warm qcow2) c=$(step disk-B-cold qcow2)
-echo "ratio qcow2 step, warm rebuild / cold (B): $(ratio "$w" "$c") (target <= 0.30:" \
-    "$(verdict "$(ratio "$w" "$c")" 0.30)); ${w} s vs ${c} s"
+r=$(ratio "$w" "$c")
+echo "ratio qcow2 step, warm rebuild / cold (B): $r (target <= 0.30: $(verdict "$r" 0.30)); ${w} s vs ${c} s"
 ratios "whole disk command, warm rebuild / cold (B)" disk-B-warm disk-B-cold 0.30
 fixed='sum(s for n, s in d["disk"]["steps"] if n != "qcow2")'
 echo "the rest of the warm rebuild (plan, GRUB, measure, split, mkfs, scratch removal):" \
